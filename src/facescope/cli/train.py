@@ -1,0 +1,56 @@
+"""`facescope train` and `facescope export` (both need the `train` extra: PyTorch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def train_command(
+    data: str = typer.Option(None, "--data", help="dataset folder or CSV (any format load_dataset reads)"),
+    output: Path = typer.Option(None, "--output", "-o", help="run folder (default runs/train)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of training options"),
+    backbone: str | None = typer.Option(None, help="mobilenet_v2 | resnet18 | resnet34 | resnet50 | "
+                                                   "efficientnet_b0 | vit_b_16 | small_cnn"),
+    input_size: int | None = typer.Option(None, help="crop size in pixels (default: the backbone's)"),
+    epochs: int | None = typer.Option(None),
+    batch_size: int | None = typer.Option(None),
+    lr: float | None = typer.Option(None),
+    balance: str | None = typer.Option(None, help="none | sampler | loss: race x gender balancing"),
+    splits: str | None = typer.Option(None, help="reuse a split manifest (from `facescope data split` or a run)"),
+    seed: int | None = typer.Option(None),
+    max_images: int | None = typer.Option(None, help="train on the first N training images (quick runs)"),
+    augment: bool | None = typer.Option(None, "--augment/--no-augment"),
+    pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained"),
+    resume: bool = typer.Option(False, "--resume", help="go on from the run folder's last checkpoint"),
+) -> None:
+    """Train the multi-task network (gender, race, age) and export an inference bundle."""
+    from facescope.training.config import TrainConfig
+    from facescope.training.train import train
+
+    overrides = dict(data=data, output=str(output) if output else None, backbone=backbone, input_size=input_size,
+                     epochs=epochs, batch_size=batch_size, lr=lr, balance=balance, splits=splits, seed=seed,
+                     max_images=max_images, augment=augment, pretrained=pretrained)
+    train_config = TrainConfig.load(config, **overrides)
+    if not train_config.data and not train_config.splits:
+        raise typer.BadParameter("give --data (or --splits, or data: in the config)")
+    bundle = train(train_config, resume=resume)
+    typer.echo(f"bundle: {bundle}")
+
+
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="a run's checkpoint, e.g. runs/train/checkpoints/best"),
+    output: Path = typer.Option(..., "--output", "-o", help="bundle folder to write"),
+    name: str | None = typer.Option(None, help="model name in model.json"),
+) -> None:
+    """Export a checkpoint as an inference bundle (model.onnx + model.json)."""
+    from facescope.model.export import export_bundle
+    from facescope.training.train import load_trained_model
+
+    checkpoint = checkpoint.with_suffix("") if checkpoint.suffix in (".json", ".safetensors") else checkpoint
+    model, state = load_trained_model(checkpoint)
+    run = checkpoint.parent.parent
+    bundle = export_bundle(model, output, input_size=state["input_size"], run=run, name=name,
+                           dataset_format=state["dataset_format"])
+    typer.echo(f"bundle: {bundle}")

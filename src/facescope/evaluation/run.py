@@ -1,0 +1,156 @@
+"""`facescope evaluate`'s work: a bundle and a dataset in; the predictions table, the figures, the report
+folder and, on request, the bundle's `evaluation` section out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facescope.data import FaceRecord, LoadedDataset, load_dataset
+from facescope.data.splits import SPLITS, assign_splits
+from facescope.evaluation.metrics import MIN_GROUP_SIZE, EvaluationResult, evaluate, map_truth_races
+from facescope.evaluation.report import write_report
+from facescope.inference.predictor import Predictor
+from facescope.inference.results import AgeEstimate, LabelEstimate
+from facescope.model.bundle import read_bundle_info, resolve_bundle
+from facescope.model.card import write_model_card
+from facescope.training.crops import build_crops
+
+log = logging.getLogger(__name__)
+# The figures a bundle's model.json keeps (the report folder keeps all of them).
+BUNDLE_METRICS = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_bin_one_off_accuracy", "age_mae",
+                  "age_within_5", "gender_ece", "race_ece", "age_bin_ece")
+
+
+def select_records(dataset: LoadedDataset, split: str, seed: int = 0, val_fraction: float = 0.1,
+                   test_fraction: float = 0.1, limit: int | None = None) -> tuple[list[FaceRecord], str]:
+    """The records of `split` ("all" for every record) and how the split was made. A split manifest (a
+    training run's splits.csv) carries its split in `partition`, as `facescope train --splits` reads it;
+    any other dataset is split by assign_splits with the training arguments."""
+    records = dataset.records
+    if split == "all":
+        how = "all records"
+    elif dataset.format == "manifest" and all(r.partition in SPLITS for r in records):
+        records = [r for r in records if r.partition == split]
+        how = "the manifest's partition column"
+    else:
+        splits = assign_splits(records, val_fraction, test_fraction, seed)
+        records = [r for r, s in zip(records, splits) if s == split]
+        how = f"assign_splits(val_fraction={val_fraction}, test_fraction={test_fraction}, seed={seed})"
+    if limit is not None and limit < len(records):
+        # A seeded sample rather than the first N: records are in file-name order, which for UTKFace is age order.
+        chosen = np.sort(np.random.default_rng(seed).choice(len(records), limit, replace=False))
+        records = [records[i] for i in chosen]
+        how += f", a seeded sample of {limit}"
+    return records, how
+
+
+def truth_table(records: list[FaceRecord]) -> pd.DataFrame:
+    """The records' labels: source, gender, race, age_years (NaN where unknown), age_bin."""
+    return pd.DataFrame({
+        "source": [r.source for r in records],
+        "gender": [r.gender for r in records],
+        "race": [r.race for r in records],
+        "age_years": pd.array([r.age_years for r in records], dtype="float64"),
+        "age_bin": [r.age_bin for r in records],
+    })
+
+
+def prediction_columns(estimates: list[tuple[AgeEstimate, LabelEstimate, LabelEstimate]]) -> pd.DataFrame:
+    """Predictor.estimate_crops' answers as the predictions table's pred_* and p_* columns."""
+    rows = []
+    for age, gender, race in estimates:
+        rows.append({
+            "pred_gender": gender.label, "pred_race": race.label, "pred_age_bin": age.bin,
+            "pred_age_years": np.nan if age.years is None else age.years,
+            **{f"p_gender_{label}": p for label, p in gender.probs.items()},
+            **{f"p_race_{label}": p for label, p in race.probs.items()},
+            **{f"p_age_bin_{label}": p for label, p in age.bin_probs.items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def predictions_table(predictor: Predictor, records: list[FaceRecord],
+                      taxonomy: str) -> tuple[pd.DataFrame, dict | None, int]:
+    """(table, cross-taxonomy note or None, unreadable images) for records whose races are in `taxonomy`.
+    Races of another taxonomy than the model's are mapped first, so dropped faces are never aligned."""
+    if not records:
+        raise ValueError("no faces to evaluate: the selected split is empty")
+    truth, cross_taxonomy = truth_table(records), None
+    if taxonomy != predictor.info.race_taxonomy:
+        truth, cross_taxonomy = map_truth_races(truth, taxonomy, predictor.info.race_taxonomy)
+    crops, readable = build_crops([records[i] for i in truth.index], predictor.input_size).only_readable()
+    if not len(readable):
+        raise ValueError("no readable images among the selected faces")
+    estimates = predictor.estimate_crops(crops)
+    table = pd.concat([truth.iloc[readable].reset_index(drop=True), prediction_columns(estimates)], axis=1)
+    return table, cross_taxonomy, len(truth) - len(readable)
+
+
+def evaluation_section(result: EvaluationResult, context: dict) -> dict:
+    """The compact `evaluation` section of model.json: what was evaluated, the overall, per-race and
+    per-race-x-gender figures, their gaps and the gender head's equalized-odds difference."""
+    kept = [m for m in BUNDLE_METRICS if m in result.overall]
+
+    def by(grouping: str) -> dict:
+        groups = result.by_group[result.by_group["grouping"] == grouping].set_index("group")
+        return json.loads(groups[["n", *kept]].round(4).to_json(orient="index"))
+
+    gaps = result.gaps[result.gaps["grouping"].isin(["race", "race x gender"]) & result.gaps["metric"].isin(kept)]
+    return {
+        **{key: context[key]
+           for key in ("dataset", "split", "seed", "val_fraction", "test_fraction", "limit", "faces")},
+        "min_group_size": result.min_group_size,
+        "cross_taxonomy": result.cross_taxonomy,
+        "overall": {m: round(result.overall[m], 4) for m in kept},
+        "by_race": by("race"),
+        "by_race_gender": by("race x gender"),
+        "gaps": json.loads(gaps.round(4).to_json(orient="records")),
+        "equalized_odds_difference": result.equalized_odds["difference"],
+        "age_standardised_gaps": json.loads(result.age_standardised.gaps.round(4).to_json(orient="records")),
+        "command": context["command"],
+    }
+
+
+def write_bundle_evaluation(bundle: str | Path | None, section: dict) -> Path:
+    """Replace the bundle's model.json `evaluation` section; returns the model.json path."""
+    path = resolve_bundle(bundle) / "model.json"
+    info = read_bundle_info(bundle)
+    info.evaluation = section
+    path.write_text(info.to_json())
+    return path
+
+
+def run_evaluation(model: str | Path | None, data: str | Path, split: str = "test", seed: int = 0,
+                   val_fraction: float = 0.1, test_fraction: float = 0.1, output: str | Path | None = None,
+                   limit: int | None = None, min_group_size: int = MIN_GROUP_SIZE,
+                   update_bundle: bool = False) -> tuple[EvaluationResult, Path]:
+    """Evaluate a bundle (None: the bundled default) on a split of a dataset; write the report folder
+    (default reports/<model name>) and, with `update_bundle`, the bundle's evaluation section.
+    Returns the figures and the report folder."""
+    bundle = resolve_bundle(model)
+    predictor = Predictor(bundle)
+    dataset = load_dataset(data)
+    records, how = select_records(dataset, split, seed, val_fraction, test_fraction, limit)
+    table, cross_taxonomy, unreadable = predictions_table(predictor, records, dataset.taxonomy)
+    result = evaluate(table, min_group_size, cross_taxonomy)
+    context = {
+        "model": predictor.info.name, "bundle": str(bundle), "data": str(data), "dataset": Path(data).name,
+        "format": dataset.format, "data_taxonomy": dataset.taxonomy, "model_taxonomy": predictor.info.race_taxonomy,
+        "age_mode": predictor.info.age_mode, "split": split, "split_made_by": how, "seed": seed,
+        "val_fraction": val_fraction, "test_fraction": test_fraction, "limit": limit, "faces": len(table),
+        "unreadable_images": unreadable,
+        "command": " ".join(
+            ["facescope evaluate", f"--model {model or 'default'}", f"--data {data}", f"--split {split}"]
+            + ([f"--seed {seed}"] if seed else []) + ([f"--limit {limit}"] if limit else [])
+        ),
+    }
+    folder = write_report(result, table, Path(output or Path("reports") / predictor.info.name), context)
+    if update_bundle:
+        log.info("evaluation written to %s", write_bundle_evaluation(bundle, evaluation_section(result, context)))
+        log.info("model card written to %s", write_model_card(bundle))
+    return result, folder

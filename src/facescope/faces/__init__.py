@@ -1,0 +1,10 @@
+"""Faces: read an image (intake), find faces and their landmarks (detect), and warp each onto the
+canonical crop (align)."""
+
+from facescope.faces.align import REFERENCE_SIZE, TEMPLATE, align_face
+from facescope.faces.detect import DetectedFace, FaceDetector
+from facescope.faces.intake import ImageReadError, read_image
+
+__all__ = [
+    "REFERENCE_SIZE", "TEMPLATE", "align_face", "DetectedFace", "FaceDetector", "ImageReadError", "read_image",
+]

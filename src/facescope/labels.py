@@ -1,0 +1,125 @@
+"""The one label schema of facescope: genders, race taxonomies, age bins, and the mappings between them.
+
+Every loader, model head, report and API answer speaks these names. A model stores the *name* of its
+race taxonomy in its bundle; everything else (labels, order, mappings) is looked up here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+GENDERS: tuple[str, ...] = ("Female", "Male")
+
+
+@dataclass(frozen=True)
+class RaceTaxonomy:
+    """A named, ordered set of race labels (the order is the model head's class order)."""
+
+    name: str
+    labels: tuple[str, ...]
+
+    def index(self, label: str) -> int:
+        try:
+            return self.labels.index(label)
+        except ValueError:
+            raise ValueError(f"{label!r} is not a {self.name} race label; expected one of {self.labels}") from None
+
+
+FAIRFACE7 = RaceTaxonomy(
+    "fairface7",
+    ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern"),
+)
+FAIRFACE4 = RaceTaxonomy("fairface4", ("White", "Black", "Asian", "Indian"))
+UTKFACE5 = RaceTaxonomy("utkface5", ("White", "Black", "Asian", "Indian", "Others"))
+
+TAXONOMIES: dict[str, RaceTaxonomy] = {t.name: t for t in (FAIRFACE7, FAIRFACE4, UTKFACE5)}
+
+# FairFace-7 -> the coarser taxonomies. FairFace's own 4-race variant drops Latino_Hispanic and
+# Middle Eastern (they have no 4-race counterpart, so they map to None and are left out of a
+# FairFace-4 evaluation). UTKFace's "Others" is documented as "Hispanic, Latino, Middle Eastern, ...",
+# so both go there; East and Southeast Asian are both UTKFace's "Asian".
+RACE_MAPPINGS: dict[tuple[str, str], dict[str, str | None]] = {
+    ("fairface7", "fairface4"): {
+        "White": "White",
+        "Black": "Black",
+        "Latino_Hispanic": None,
+        "East Asian": "Asian",
+        "Southeast Asian": "Asian",
+        "Indian": "Indian",
+        "Middle Eastern": None,
+    },
+    ("fairface7", "utkface5"): {
+        "White": "White",
+        "Black": "Black",
+        "Latino_Hispanic": "Others",
+        "East Asian": "Asian",
+        "Southeast Asian": "Asian",
+        "Indian": "Indian",
+        "Middle Eastern": "Others",
+    },
+}
+
+
+def taxonomy(name: str) -> RaceTaxonomy:
+    try:
+        return TAXONOMIES[name]
+    except KeyError:
+        raise ValueError(f"unknown race taxonomy {name!r}; known: {sorted(TAXONOMIES)}") from None
+
+
+def map_race(label: str, source: str, target: str) -> str | None:
+    """Map a race label between taxonomies; None where the target has no counterpart."""
+    if source == target:
+        taxonomy(source).index(label)
+        return label
+    try:
+        mapping = RACE_MAPPINGS[(source, target)]
+    except KeyError:
+        raise ValueError(f"no mapping from {source} to {target}; known: {sorted(RACE_MAPPINGS)}") from None
+    if label not in mapping:
+        raise ValueError(f"{label!r} is not a {source} race label")
+    return mapping[label]
+
+
+# The 9 FairFace age bins: (label, first year, last year); the last is open-ended.
+AGE_BINS: tuple[tuple[str, int, float], ...] = (
+    ("0-2", 0, 2),
+    ("3-9", 3, 9),
+    ("10-19", 10, 19),
+    ("20-29", 20, 29),
+    ("30-39", 30, 39),
+    ("40-49", 40, 49),
+    ("50-59", 50, 59),
+    ("60-69", 60, 69),
+    ("70+", 70, math.inf),
+)
+AGE_BIN_LABELS: tuple[str, ...] = tuple(label for label, _, _ in AGE_BINS)
+# FairFace's CSV writes the last bin as "more than 70".
+_AGE_BIN_ALIASES = {"more than 70": "70+"}
+
+# The age head predicts a distribution over whole years 0..MAX_AGE (older ages are clipped to it).
+MAX_AGE = 100
+
+
+def age_to_bin(years: float) -> str:
+    """The FairFace bin of an age in years (whole years: 2.9 is still in 0-2)."""
+    if years is None or not math.isfinite(years) or years < 0:
+        raise ValueError(f"age must be a non-negative number of years, got {years!r}")
+    whole = math.floor(years)
+    for label, low, high in AGE_BINS:
+        if low <= whole <= high:
+            return label
+    raise AssertionError("unreachable: the last bin is open-ended")
+
+
+def normalise_age_bin(label: str) -> str:
+    label = _AGE_BIN_ALIASES.get(label.strip(), label.strip())
+    if label not in AGE_BIN_LABELS:
+        raise ValueError(f"{label!r} is not a FairFace age bin; expected one of {AGE_BIN_LABELS}")
+    return label
+
+
+def year_to_bin_index() -> list[int]:
+    """For each whole year 0..MAX_AGE, the index of its bin: sums over years give bin probabilities."""
+    return [AGE_BIN_LABELS.index(age_to_bin(y)) for y in range(MAX_AGE + 1)]

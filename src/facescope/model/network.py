@@ -1,0 +1,138 @@
+"""The multi-task network: one torchvision backbone, three heads (gender, race, age).
+
+Input: float32 RGB in 0..255, N x 3 x S x S, the aligned crop as it is. The ImageNet normalisation is
+part of the network, so the exported ONNX graph needs no preprocessing beyond align and resize.
+Output (`forward`): a dict of logits; `probabilities` turns them into what the bundle exports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from facescope import labels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    build: Callable[..., nn.Module]
+    weights: torchvision.models.WeightsEnum | None
+    input_size: int  # the size it is trained at by default
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v2": Backbone(torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, 112),
+    "resnet18": Backbone(torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, 112),
+    "resnet34": Backbone(torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1, 112),
+    "resnet50": Backbone(torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, 112),
+    "efficientnet_b0": Backbone(
+        torchvision.models.efficientnet_b0, torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1, 112
+    ),
+    "vit_b_16": Backbone(torchvision.models.vit_b_16, torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1, 224),
+    "small_cnn": Backbone(lambda weights=None: SmallCNN(), None, 48),
+}
+
+
+class SmallCNN(nn.Module):
+    """The second seed project's kind of network: a few conv blocks, for 48x48 grey crops and quick runs."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        blocks, channels = [], 3
+        for out in (width, width * 2, width * 4, width * 8):
+            blocks += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
+                nn.Conv2d(out, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            channels = out
+        self.features = nn.Sequential(*blocks)
+        self.out_features = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+
+def _weights_on_disk(weights: torchvision.models.WeightsEnum) -> bool:
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name).exists()
+
+
+def build_feature_extractor(name: str, pretrained: bool = True) -> tuple[nn.Module, int]:
+    """(module mapping images to a feature vector, its width), with ImageNet weights when on disk."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+    spec = BACKBONES[name]
+    weights = spec.weights if pretrained and spec.weights is not None else None
+    if weights is not None and not _weights_on_disk(weights):
+        log.warning(
+            "ImageNet weights for %s are not on disk (%s): starting from random initialisation",
+            name, Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name,
+        )
+        weights = None
+    log.info("backbone %s: %s", name, f"ImageNet weights {weights}" if weights else "random initialisation")
+    model = spec.build(weights=weights)
+    if isinstance(model, SmallCNN):
+        return model, model.out_features
+    if isinstance(model, torchvision.models.ResNet):
+        width, model.fc = model.fc.in_features, nn.Identity()
+    elif isinstance(model, torchvision.models.VisionTransformer):
+        width, model.heads = model.hidden_dim, nn.Identity()
+    else:  # mobilenet_v2, efficientnet: a classifier Sequential ending in a Linear
+        width, model.classifier = model.classifier[-1].in_features, nn.Identity()
+    return model, width
+
+
+class MultiTaskNet(nn.Module):
+    """Backbone + gender (2), race (the taxonomy's classes) and age heads.
+
+    The age head is a distribution over whole years 0..MAX_AGE where the data has exact ages
+    (`age_mode="years"`), or over the 9 FairFace bins where it only has bins (`age_mode="bins"`).
+    """
+
+    IMAGENET_MEAN = (0.485, 0.456, 0.406)
+    IMAGENET_STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, backbone: str, race_taxonomy: str, age_mode: str = "years", pretrained: bool = True,
+                 dropout: float = 0.2):
+        super().__init__()
+        if age_mode not in ("years", "bins"):
+            raise ValueError("age_mode is 'years' or 'bins'")
+        self.backbone_name, self.race_taxonomy, self.age_mode = backbone, race_taxonomy, age_mode
+        self.features, width = build_feature_extractor(backbone, pretrained)
+        self.register_buffer("mean", torch.tensor(self.IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(self.IMAGENET_STD).view(1, 3, 1, 1) * 255)
+        self.dropout = nn.Dropout(dropout)
+        self.gender_head = nn.Linear(width, len(labels.GENDERS))
+        self.race_head = nn.Linear(width, len(labels.taxonomy(race_taxonomy).labels))
+        self.age_head = nn.Linear(width, labels.MAX_AGE + 1 if age_mode == "years" else len(labels.AGE_BINS))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.dropout(self.features((images - self.mean) / self.std))
+        return {
+            "gender": self.gender_head(features),
+            "race": self.race_head(features),
+            "age": self.age_head(features),
+        }
+
+
+class ProbabilityNet(nn.Module):
+    """What the bundle exports: softmax probabilities, averaged with those of the mirrored crop
+    (test-time flip), as a tuple (gender, race, age) for ONNX."""
+
+    def __init__(self, network: MultiTaskNet):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        both = self.network(torch.cat([images, torch.flip(images, dims=[3])]))
+        n = images.shape[0]
+        probs = {k: (v[:n].softmax(1) + v[n:].softmax(1)) / 2 for k, v in both.items()}
+        return probs["gender"], probs["race"], probs["age"]

@@ -1,0 +1,54 @@
+"""Training configuration: defaults here, a YAML file over them, command-line overrides over that."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    output: str = "runs/train"
+    backbone: str = "mobilenet_v2"
+    input_size: int | None = None  # None: the backbone's default (BACKBONES[...].input_size)
+    pretrained: bool = True
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.5
+    patience: int = 3  # early stopping: epochs without a better validation score
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    splits: str | None = None  # a split manifest to reuse instead of making one
+    balance: str = "none"  # none | sampler | loss: race x gender balancing (bias mitigation)
+    augment: bool = True
+    label_smoothing: float = 0.1
+    age_sigma: float = 2.0  # years: width of the Gaussian age label distribution
+    age_l1_weight: float = 0.1  # weight of |expected age - true age| beside the distribution loss
+    max_images: int | None = None  # train on the first N training images only (quick runs, tests)
+    max_steps_per_epoch: int | None = None
+    threads: int | None = None
+
+    @classmethod
+    def load(cls, yaml_path: Path | None = None, **overrides) -> "TrainConfig":
+        values = {}
+        if yaml_path is not None:
+            values = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        config = cls(**values)
+        if config.balance not in ("none", "sampler", "loss"):
+            raise ValueError("balance is one of none, sampler, loss")
+        return config
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,121 @@
+"""`facescope predict` and the Python predictor on real crops, composed group photos and broken files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from facescope import labels
+from facescope.cli import app
+from facescope.faces import read_image
+from facescope.model.bundle import read_bundle_info
+from tests.conftest import compose_canvas
+
+
+def _check_face(face: dict, width: int, height: int, race_labels: tuple[str, ...]) -> None:
+    assert set(face) == {"box", "score", "landmarks", "age", "gender", "race"}
+    x1, y1, x2, y2 = face["box"]
+    assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    assert 0 < face["score"] <= 1
+    assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
+    age = face["age"]
+    assert set(age) == {"years", "bin", "bin_probs", "years_std"}
+    assert 0 <= age["years"] <= labels.MAX_AGE and age["years_std"] > 0
+    assert list(age["bin_probs"]) == list(labels.AGE_BIN_LABELS)
+    assert age["bin"] == max(age["bin_probs"], key=age["bin_probs"].get)
+    assert sum(age["bin_probs"].values()) == pytest.approx(1, abs=1e-3)
+    for head, names in (("gender", labels.GENDERS), ("race", race_labels)):
+        assert list(face[head]["probs"]) == list(names)
+        assert sum(face[head]["probs"].values()) == pytest.approx(1, abs=1e-3)
+        assert face[head]["label"] == max(face[head]["probs"], key=face[head]["probs"].get)
+
+
+@pytest.fixture()
+def photo_folder(tmp_path, utkface_files):
+    """Real photos with broken files mixed in: truncated, empty, text, and a non-image suffix."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in utkface_files[:4]:
+        shutil.copy(path, folder / path.name)
+    (folder / "cut.jpg").write_bytes(utkface_files[5].read_bytes()[:1500])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a photo")
+    Image.fromarray(compose_canvas(utkface_files[6:8], size=(520, 300))[0]).save(folder / "two.png")
+    return folder
+
+
+def test_jsonl_has_one_valid_object_per_file_and_names_every_broken_one(photo_folder, bundle_dir):
+    outcome = CliRunner().invoke(app, ["predict", str(photo_folder), "--model", str(bundle_dir)])
+    assert outcome.exit_code == 1  # some files could not be read
+    lines = outcome.stdout.strip().splitlines()
+    assert len(lines) == 8  # stdout carries the results and nothing else
+    results = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in lines}
+    race_labels = read_bundle_info(bundle_dir).race_labels
+    for name, result in results.items():
+        assert set(result) == {"path", "width", "height", "faces", "error"}
+        if name in ("cut.jpg", "empty.jpg", "notes.txt"):
+            assert result["error"] and result["faces"] == [] and name in result["error"]
+            continue
+        assert result["error"] is None
+        assert len(result["faces"]) == (2 if name == "two.png" else 1), name
+        for face in result["faces"]:
+            _check_face(face, result["width"], result["height"], race_labels)
+    assert "truncated" in results["cut.jpg"]["error"] and "empty file" in results["empty.jpg"]["error"]
+    assert "8 files, 6 faces, 3 unreadable" in outcome.stderr
+
+
+def test_all_good_files_exit_zero_csv_and_json_formats(utkface_files, bundle_dir):
+    files = [str(p) for p in utkface_files[:3]]
+    outcome = CliRunner().invoke(app, ["predict", *files, "--model", str(bundle_dir), "--format", "csv"])
+    assert outcome.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(outcome.stdout)))
+    assert [r["path"] for r in rows] == files and all(r["gender"] in labels.GENDERS for r in rows)
+    outcome = CliRunner().invoke(app, ["predict", *files, "--model", str(bundle_dir), "--format", "json"])
+    assert [r["path"] for r in json.loads(outcome.stdout)] == files
+
+
+def test_aligned_mode_treats_each_image_as_one_face(utkface_files, bundle_dir, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (127, 127, 127)).save(blank)  # no face to detect, but --aligned says there is
+    outcome = CliRunner().invoke(app, ["predict", str(utkface_files[0]), str(blank), "--aligned", "--model", str(bundle_dir)])
+    results = [json.loads(line) for line in outcome.stdout.splitlines()]
+    assert [len(r["faces"]) for r in results] == [1, 1]
+    assert results[0]["faces"][0]["box"] == [0.0, 0.0, 200.0, 200.0]
+
+
+def test_annotate_writes_each_photo_with_boxes(photo_folder, bundle_dir, tmp_path):
+    out = tmp_path / "annotated"
+    CliRunner().invoke(app, ["predict", str(photo_folder / "two.png"), "--annotate", str(out), "--model", str(bundle_dir)])
+    annotated = np.asarray(Image.open(out / "two.annotated.jpg"))
+    original = read_image(photo_folder / "two.png")
+    assert annotated.shape == original.shape
+    assert np.abs(annotated.astype(int) - original).mean() > 1  # boxes and labels were drawn
+
+
+def test_predictor_finds_every_pasted_face_and_batches_across_photos(predictor, utkface_files):
+    canvas, boxes = compose_canvas(utkface_files[:3], size=(760, 320))
+    faces = predictor.predict(canvas)
+    assert len(faces) == 3
+    for x1, y1, x2, y2 in boxes:
+        assert any(f.box[0] < (x1 + x2) / 2 < f.box[2] and f.box[1] < (y1 + y2) / 2 < f.box[3] for f in faces)
+    # The same faces one by one, and batched with other photos, give the same answers.
+    singles = [predictor.predict(p)[0] for p in utkface_files[:3]]
+    batched = [r.faces[0] for r in predictor.predict_images(utkface_files[:3])]
+    for one, many in zip(singles, batched):
+        assert one.gender.probs == pytest.approx(many.gender.probs, abs=1e-4)
+        assert one.age.years == pytest.approx(many.age.years, abs=0.05)
+
+
+def test_predictor_accepts_bytes_and_arrays_and_refuses_bad_arrays(predictor, utkface_files):
+    from_bytes = predictor.predict(utkface_files[0].read_bytes())
+    from_array = predictor.predict(read_image(utkface_files[0]))
+    assert from_bytes[0].race.probs == pytest.approx(from_array[0].race.probs, abs=1e-4)
+    with pytest.raises(ValueError, match="uint8"):
+        predictor.predict(np.zeros((10, 10), np.float32))
