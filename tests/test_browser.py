@@ -19,7 +19,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SCREENSHOT = Path("/tmp/facescope_page.png")
 # Generous: the machine may be busy training.
 WAIT_MS = 60_000
 
@@ -95,5 +94,5 @@ def test_upload_shows_numbered_boxes_and_a_card_per_face(page, predictor: Predic
         expect(card.locator("h3")).to_contain_text(f"Face {index + 1}")
         expect(card.locator(".age")).to_contain_text("Age bin")
         expect(card.locator(".prob-bar")).to_have_count(bars_per_card)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)  # to look at when it fails
     assert page.errors == []

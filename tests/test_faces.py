@@ -143,3 +143,10 @@ def test_alignment_undoes_a_rotation(detector, utkface_files):
     crop = align_face(rotated, faces[0].landmarks, 200)
     eyes = detector.detect(crop)[0].landmarks[:2]
     assert abs(eyes[0][1] - eyes[1][1]) < 8  # eyes level again
+
+
+def test_a_close_up_face_larger_than_the_anchors_is_found(detector, utkface_files):
+    crop = read_image(utkface_files[4])
+    close_up = np.asarray(Image.fromarray(crop).resize((1000, 1000)))  # a ~850 px face at detection size
+    faces = detector.detect(close_up)
+    assert len(faces) == 1 and faces[0].box[2] - faces[0].box[0] > 500

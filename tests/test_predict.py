@@ -119,3 +119,16 @@ def test_predictor_accepts_bytes_and_arrays_and_refuses_bad_arrays(predictor, ut
     assert from_bytes[0].race.probs == pytest.approx(from_array[0].race.probs, abs=1e-4)
     with pytest.raises(ValueError, match="uint8"):
         predictor.predict(np.zeros((10, 10), np.float32))
+
+
+def test_prediction_path_imports_no_pytorch(bundle_dir, utkface_files):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom facescope.cli import app\nfrom facescope import Predictor\n"
+        f"Predictor({str(bundle_dir)!r}).predict({str(utkface_files[0])!r})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\nprint('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr

@@ -31,4 +31,9 @@ app.command("serve")(serve.serve_command)
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except (ValueError, FileNotFoundError) as error:
+        # A wrong path, an unknown dataset layout, a bad option value: the message is the whole story.
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None

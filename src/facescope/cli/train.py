@@ -43,6 +43,8 @@ def export_command(
     checkpoint: Path = typer.Argument(..., help="a run's checkpoint, e.g. runs/train/checkpoints/best"),
     output: Path = typer.Option(..., "--output", "-o", help="bundle folder to write"),
     name: str | None = typer.Option(None, help="model name in model.json"),
+    mirror: bool = typer.Option(True, "--mirror/--no-mirror",
+                                help="average each crop's outputs with its mirror image's (twice the work)"),
 ) -> None:
     """Export a checkpoint as an inference bundle (model.onnx + model.json)."""
     from facescope.model.export import export_bundle
@@ -52,5 +54,5 @@ def export_command(
     model, state = load_trained_model(checkpoint)
     run = checkpoint.parent.parent
     bundle = export_bundle(model, output, input_size=state["input_size"], run=run, name=name,
-                           dataset_format=state["dataset_format"])
+                           dataset_format=state["dataset_format"], mirror=mirror)
     typer.echo(f"bundle: {bundle}")

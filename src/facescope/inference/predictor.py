@@ -10,7 +10,10 @@ A photo goes: read_image (faces.intake) -> FaceDetector.detect (faces.detect) ->
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +29,19 @@ _YEAR_TO_BIN = np.array(labels.year_to_bin_index())
 
 
 class Predictor:
+    """`workers` threads read, detect and align photos side by side (onnxruntime, OpenCV and Pillow
+    release the GIL) while the network runs on batches of their crops; `threads` is the network's
+    onnxruntime thread count (0: all cores)."""
+
     def __init__(self, bundle: str | Path | None = None, detector: FaceDetector | None = None,
-                 threads: int = 0, max_faces: int = 50, batch_size: int = 32):
+                 threads: int = 0, max_faces: int = 50, batch_size: int = 32, workers: int | None = None):
         folder = resolve_bundle(bundle)
         self.info = BundleInfo.from_json((folder / "model.json").read_text())
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self._detector = detector
-        self._threads = threads
+        self.workers = workers or min(4, os.cpu_count() or 1)
         self.max_faces = max_faces
         self.batch_size = batch_size
 
@@ -42,7 +49,8 @@ class Predictor:
     def detector(self) -> FaceDetector:
         # Made on first use: `--aligned` runs never need it.
         if self._detector is None:
-            self._detector = FaceDetector(threads=self._threads)
+            # One thread per detection: photos are detected in parallel by the workers instead.
+            self._detector = FaceDetector(threads=1)
         return self._detector
 
     @property
@@ -84,23 +92,38 @@ class Predictor:
         """One `ImageResult` per source, in order; faces from many photos share network batches, and an
         unreadable file gives a result with `error` set instead of stopping the run."""
         names = iter(names) if names is not None else None
-        pending: list[tuple[ImageResult, list, np.ndarray]] = []
+        pending: list[tuple[ImageResult, list, list]] = []
         crops_waiting = 0
-        for source in sources:
-            name = next(names) if names is not None else (str(source) if isinstance(source, (str, Path)) else "image")
-            try:
-                image = self._read(source)
-                detections, crops = self._locate(image, aligned)
-                result = ImageResult(path=name, width=image.shape[1], height=image.shape[0])
-            except (ImageReadError, ValueError) as error:
-                pending.append((ImageResult(path=name, error=str(error)), [], np.zeros((0,))))
-                continue
-            pending.append((result, detections, crops))
-            crops_waiting += len(crops)
+        for prepared in self._prepare_all(sources, names, aligned):
+            pending.append(prepared)
+            crops_waiting += len(prepared[2])
             if crops_waiting >= self.batch_size:
                 yield from self._flush(pending)
                 pending, crops_waiting = [], 0
         yield from self._flush(pending)
+
+    def _prepare_all(self, sources: Iterable[ImageSource], names, aligned: bool):
+        """(result, detections, crops) per source, in order, made by the worker threads a bounded
+        number ahead (so a folder of 100,000 photos is never all in memory)."""
+        ahead = 4 * max(self.batch_size, self.workers)
+        with ThreadPoolExecutor(self.workers) as pool:
+            window: deque = deque()
+            for source in sources:
+                name = next(names) if names is not None else (
+                    str(source) if isinstance(source, (str, Path)) else "image")
+                window.append(pool.submit(self._prepare, source, name, aligned))
+                if len(window) >= ahead:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+
+    def _prepare(self, source: ImageSource, name: str, aligned: bool) -> tuple[ImageResult, list, list]:
+        try:
+            image = self._read(source)
+            detections, crops = self._locate(image, aligned)
+        except (ImageReadError, ValueError) as error:
+            return ImageResult(path=name, error=str(error)), [], []
+        return ImageResult(path=name, width=image.shape[1], height=image.shape[0]), detections, crops
 
     def _flush(self, pending) -> Iterator[ImageResult]:
         all_crops = [c for _, _, crops in pending for c in crops]

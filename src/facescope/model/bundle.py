@@ -40,13 +40,14 @@ class BundleInfo:
     licence: str
     training_data: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
+    test_time_mirror: bool = True  # outputs averaged over the crop and its mirror image
     format: str = BUNDLE_FORMAT
     preprocessing: dict = field(
         default_factory=lambda: {
             "alignment": "5-point similarity transform onto facescope.faces.align.TEMPLATE (200 px), "
             "then area-resized to input_size",
             "input": "float32 RGB, 0..255, N x 3 x input_size x input_size (normalisation is in the graph)",
-            "outputs": "gender, race, age probabilities, averaged over the crop and its mirror image",
+            "outputs": "gender, race, age probabilities (see test_time_mirror)",
         }
     )
     intended_use: str = INTENDED_USE

@@ -37,8 +37,8 @@ def training_data_summary(splits_csv: Path) -> dict:
     }
 
 
-def export_onnx(model: MultiTaskNet, path: Path, input_size: int) -> Path:
-    probabilities = ProbabilityNet(model.eval())
+def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool = True) -> Path:
+    probabilities = ProbabilityNet(model.eval(), mirror)
     example = torch.zeros(2, 3, input_size, input_size)
     torch.onnx.export(
         probabilities, (example,), str(path), input_names=["images"],
@@ -49,10 +49,10 @@ def export_onnx(model: MultiTaskNet, path: Path, input_size: int) -> Path:
 
 
 def export_bundle(model: MultiTaskNet, folder: Path, input_size: int, run: Path | None = None,
-                  name: str | None = None, dataset_format: str = "utkface") -> Path:
+                  name: str | None = None, dataset_format: str = "utkface", mirror: bool = True) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, folder / "model.onnx", input_size)
+    export_onnx(model, folder / "model.onnx", input_size, mirror)
     dataset, licence = DATASETS[dataset_format]
     summary = {"dataset": dataset}
     if run is not None and (Path(run) / "splits.csv").exists():
@@ -65,6 +65,7 @@ def export_bundle(model: MultiTaskNet, folder: Path, input_size: int, run: Path 
         age_mode=model.age_mode,
         licence=licence,
         training_data=summary,
+        test_time_mirror=mirror,
     )
     (folder / "model.json").write_text(info.to_json())
     log.info("exported bundle to %s", folder)

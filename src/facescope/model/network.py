@@ -124,14 +124,19 @@ class MultiTaskNet(nn.Module):
 
 
 class ProbabilityNet(nn.Module):
-    """What the bundle exports: softmax probabilities, averaged with those of the mirrored crop
-    (test-time flip), as a tuple (gender, race, age) for ONNX."""
+    """What the bundle exports: softmax probabilities as a tuple (gender, race, age) for ONNX; with
+    `mirror`, averaged with those of the mirrored crop (test-time flip: a little more accurate, twice
+    the network's work)."""
 
-    def __init__(self, network: MultiTaskNet):
+    def __init__(self, network: MultiTaskNet, mirror: bool = True):
         super().__init__()
         self.network = network
+        self.mirror = mirror
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self.mirror:
+            logits = self.network(images)
+            return logits["gender"].softmax(1), logits["race"].softmax(1), logits["age"].softmax(1)
         both = self.network(torch.cat([images, torch.flip(images, dims=[3])]))
         n = images.shape[0]
         probs = {k: (v[:n].softmax(1) + v[n:].softmax(1)) / 2 for k, v in both.items()}
