@@ -87,6 +87,10 @@ def test_train_checkpoint_resume_export_round_trip(utkface_dir, tmp_path, monkey
 
     info = read_bundle_info(run / "bundle")
     assert (info.input_size, info.race_taxonomy, info.age_mode) == (64, "utkface5", "years")
+    # The run evaluated its bundle on its own held-out test split and wrote the figures into it.
+    assert info.evaluation["split"] == "test" and info.evaluation["faces"] == 32
+    assert 0 <= info.evaluation["overall"]["gender_accuracy"] <= 1
+    assert (run / "evaluation" / "report.md").exists() and (run / "bundle" / "MODEL_CARD.md").exists()
     assert sum(info.training_data["train_by_race"].values()) == info.training_data["splits"]["train"]
 
     # The ONNX bundle and the PyTorch model give the same probabilities on real aligned crops.

@@ -53,8 +53,9 @@ class Targets:
         return cls(torch.tensor(gender), torch.tensor(race), torch.tensor(age, dtype=torch.float32),
                    torch.tensor(age_bin), torch.tensor(group))
 
-    def take(self, index: torch.Tensor) -> "Targets":
-        return Targets(*(getattr(self, f)[index] for f in ("gender", "race", "age_years", "age_bin", "group")))
+    def take(self, index: torch.Tensor, device: str = "cpu") -> "Targets":
+        return Targets(*(getattr(self, f)[index].to(device)
+                         for f in ("gender", "race", "age_years", "age_bin", "group")))
 
 
 def group_weights(groups: torch.Tensor) -> torch.Tensor:
@@ -81,12 +82,12 @@ def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: T
         parts[task] = mean(per_sample, mask)
     if age_mode == "years":
         mask = targets.age_years >= 0
-        years = torch.arange(labels.MAX_AGE + 1, dtype=torch.float32)
+        years = torch.arange(labels.MAX_AGE + 1, dtype=torch.float32, device=outputs["age"].device)
         # Label distribution learning: the target is a Gaussian around the true age, not one class,
         # so neighbouring years are "nearly right" and the expected value is a sensible estimate.
         soft = torch.exp(-0.5 * ((years[None] - targets.age_years[:, None]) / config.age_sigma) ** 2)
         soft = soft / soft.sum(1, keepdim=True)
-        log_probs = outputs["age"].log_softmax(1)
+        log_probs = outputs["age"].float().log_softmax(1)
         distribution = -(soft * log_probs).sum(1)
         expected = (log_probs.exp() * years[None]).sum(1)
         l1 = (expected - targets.age_years).abs()
@@ -99,7 +100,8 @@ def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: T
 
 
 def expected_years(age_logits: torch.Tensor) -> torch.Tensor:
-    return (age_logits.softmax(1) * torch.arange(age_logits.shape[1], dtype=torch.float32)).sum(1)
+    years = torch.arange(age_logits.shape[1], dtype=torch.float32, device=age_logits.device)
+    return (age_logits.float().softmax(1) * years).sum(1)
 
 
 def _to_images(crops: np.ndarray, index: np.ndarray) -> torch.Tensor:
@@ -107,7 +109,8 @@ def _to_images(crops: np.ndarray, index: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: TrainConfig) -> dict[str, float]:
+def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: TrainConfig,
+             device: str = "cpu") -> dict[str, float]:
     model.eval()
     totals: dict[str, float] = {"loss": 0.0}
     correct = {"gender": 0, "race": 0}
@@ -115,8 +118,9 @@ def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: T
     abs_error, n_age = 0.0, 0
     for start in range(0, len(crops), 256):
         index = np.arange(start, min(start + 256, len(crops)))
-        batch_targets = targets.take(torch.from_numpy(index))
-        outputs = model(_to_images(crops, index))
+        batch_targets = targets.take(torch.from_numpy(index), device)
+        with _autocast(device):
+            outputs = model(_to_images(crops, index).to(device))
         loss, _ = multitask_loss(outputs, batch_targets, config, model.age_mode)
         totals["loss"] += float(loss) * len(index)
         for task in ("gender", "race"):
@@ -139,12 +143,13 @@ def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: T
 def _save_checkpoint(path: Path, model: MultiTaskNet, optimizer: torch.optim.Optimizer, state: dict) -> None:
     """Weights and optimizer moments as safetensors, the rest as JSON: no pickle anywhere."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path.with_suffix(".safetensors")))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(path.with_suffix(".safetensors")))
     optimizer_tensors, optimizer_scalars = {}, {}
     for index, param_state in optimizer.state_dict()["state"].items():
         for key, value in param_state.items():
             if torch.is_tensor(value):
-                optimizer_tensors[f"{index}.{key}"] = value.contiguous()
+                optimizer_tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 optimizer_scalars[f"{index}.{key}"] = value
     save_file(optimizer_tensors or {"empty": torch.zeros(1)}, str(path.with_suffix(".optimizer.safetensors")))
@@ -197,6 +202,15 @@ def plot_curves(history: list[dict], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _autocast(device: str):
+    """Mixed precision (bfloat16) on a GPU; full precision on the CPU, where it would be slower."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
 
 
 def _lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -255,7 +269,9 @@ def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
         by_split[split] = [index[i] for i in readable]
     targets = {s: Targets.from_records([records[i] for i in idx], taxonomy) for s, idx in by_split.items()}
 
-    model = MultiTaskNet(config.backbone, taxonomy, age_mode, pretrained=config.pretrained)
+    device = _device()
+    log.info("training on %s", device)
+    model = MultiTaskNet(config.backbone, taxonomy, age_mode, pretrained=config.pretrained).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n_train = len(by_split["train"])
     steps_per_epoch = n_train // config.batch_size or 1
@@ -288,12 +304,13 @@ def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
             images = _to_images(crops["train"], index)
             if config.augment:
                 images = augment_batch(images, torch.Generator().manual_seed(config.seed * 100_003 + state["step"]))
-            batch_targets = targets["train"].take(torch.from_numpy(index))
+            batch_targets = targets["train"].take(torch.from_numpy(index), device)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(state["step"], total_steps, warmup_steps, config.lr)
-            outputs = model(images)
-            weights = sample_weights[torch.from_numpy(index)] if config.balance == "loss" else None
-            loss, parts = multitask_loss(outputs, batch_targets, config, age_mode, weights)
+            weights = sample_weights[torch.from_numpy(index)].to(device) if config.balance == "loss" else None
+            with _autocast(device):
+                outputs = model(images.to(device))
+                loss, parts = multitask_loss(outputs, batch_targets, config, age_mode, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -301,7 +318,7 @@ def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
             for key, value in dict(parts, loss=float(loss)).items():
                 sums[key] = sums.get(key, 0.0) + value
             progress.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}")
-        val = validate(model, crops["val"], targets["val"], config)
+        val = validate(model, crops["val"], targets["val"], config, device)
         record = {"epoch": epoch, "seconds": round(time.time() - started, 1),
                   "train_loss": sums["loss"] / steps_per_epoch, **{f"val_{k}": v for k, v in val.items()}}
         state["history"].append(record)
@@ -320,4 +337,11 @@ def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
     from facescope.model.export import export_bundle
 
     model, _ = load_trained_model(checkpoints / "best")
-    return export_bundle(model, run / "bundle", input_size=input_size, run=run, dataset_format=dataset_format)
+    bundle = export_bundle(model, run / "bundle", input_size=input_size, run=run, dataset_format=dataset_format)
+    if "test" in splits:
+        # The bundle carries its own figures: the held-out test split, per group, and the model card.
+        from facescope.evaluation.run import run_evaluation
+
+        run_evaluation(bundle, run / "splits.csv", split="test", output=run / "evaluation", update_bundle=True,
+                       limit=max(32, config.max_images // 4) if config.max_images else None)
+    return bundle
