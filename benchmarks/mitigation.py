@@ -5,7 +5,7 @@ same split, evaluated on the same test faces; overall and worst-group figures si
 
 Defaults are sized for a 2-core CPU (ImageNet MobileNetV2 at 64 px, 3 epochs: about 12 minutes in all);
 pass --input-size 112 --epochs 10 for the default model's setting on a faster machine.
-Writes comparison.md and comparison.json, plus each run's folder and evaluation report.
+Writes comparison.md and comparison.json, plus each run's folder with its evaluation report.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from facescope.evaluation.run import run_evaluation
+from facescope.model.bundle import read_bundle_info
 from facescope.training.config import TrainConfig
 from facescope.training.train import train
 
@@ -25,12 +25,12 @@ DATA = Path(os.environ.get("FACESCOPE_DATA", REPO.parent / "shared" / "data")) /
 FIGURES = ("gender_accuracy", "race_accuracy", "age_mae")
 
 
-def worst_group(result, grouping: str, metric: str) -> tuple[str, float]:
-    """The group with the worst value of `metric` (highest for an error, lowest otherwise), among groups
-    large enough to be compared."""
-    rows = result.by_group[(result.by_group["grouping"] == grouping) & (result.by_group["n"] >= result.min_group_size)]
-    row = rows.loc[rows[metric].idxmax() if metric == "age_mae" else rows[metric].idxmin()]
-    return str(row["group"]), float(row[metric])
+def worst_group(evaluation: dict, grouping: str, metric: str) -> tuple[str, float]:
+    """From a bundle's evaluation section: the group with the worst value of `metric` (highest for an
+    error, lowest otherwise), among groups large enough to be compared."""
+    groups = {g: f[metric] for g, f in evaluation[grouping].items() if f["n"] >= evaluation["min_group_size"]}
+    group = (max if metric == "age_mae" else min)(groups, key=groups.get)
+    return group, groups[group]
 
 
 def main() -> None:
@@ -51,20 +51,20 @@ def main() -> None:
         config = TrainConfig(data=str(args.data), output=str(run), backbone=args.backbone, input_size=args.input_size,
                              epochs=args.epochs, balance=balance, patience=args.epochs, threads=args.threads,
                              warmup_epochs=0.2)
-        bundle = train(config)  # the same data and seed: both runs train and test on the same images
-        result, _ = run_evaluation(bundle, args.data, split="test", output=run / "report")
-        results[balance] = result
+        # The same data and seed: both runs train and test on the same images; each run evaluates its
+        # bundle on that test split (run/evaluation) and keeps the figures in its model.json.
+        results[balance] = read_bundle_info(train(config)).evaluation
 
     rows = []
     for metric in FIGURES:
         line = {"figure": metric}
-        for balance, result in results.items():
-            line[f"{balance}: overall"] = round(result.overall[metric], 4)
-            for grouping in ("race", "race x gender"):
-                group, value = worst_group(result, grouping, metric)
-                line[f"{balance}: worst {grouping}"] = f"{value:.4f} ({group})"
+        for balance, evaluation in results.items():
+            line[f"{balance}: overall"] = round(evaluation["overall"][metric], 4)
+            for grouping, name in (("by_race", "race"), ("by_race_gender", "race x gender")):
+                group, value = worst_group(evaluation, grouping, metric)
+                line[f"{balance}: worst {name}"] = f"{value:.4f} ({group})"
         rows.append(line)
-    eo = {b: round(r.equalized_odds["difference"], 4) for b, r in results.items()}
+    eo = {b: round(e["equalized_odds_difference"], 4) for b, e in results.items()}
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "comparison.json").write_text(json.dumps({"rows": rows, "equalized_odds_difference": eo,
                                                               "settings": vars(args) | {"data": str(args.data),
@@ -77,7 +77,7 @@ def main() -> None:
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
     lines += ["", f"Equalized-odds difference of the gender head across races: {eo}.", "",
               "Worst group: the lowest accuracy (highest age MAE) among groups of at least "
-              f"{next(iter(results.values())).min_group_size} test faces."]
+              f"{next(iter(results.values()))['min_group_size']} test faces."]
     (args.output / "comparison.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -77,7 +77,8 @@ def build_feature_extractor(name: str, pretrained: bool = True) -> tuple[nn.Modu
             name, Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name,
         )
         weights = None
-    log.info("backbone %s: %s", name, f"ImageNet weights {weights}" if weights else "random initialisation")
+    if pretrained:  # (without, the caller loads trained weights next)
+        log.info("backbone %s: %s", name, f"ImageNet weights {weights}" if weights else "random initialisation")
     model = spec.build(weights=weights)
     if isinstance(model, SmallCNN):
         return model, model.out_features
