@@ -105,7 +105,7 @@ def expected_years(age_logits: torch.Tensor) -> torch.Tensor:
 
 
 def _to_images(crops: np.ndarray, index: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(crops[np.sort(index)])).permute(0, 3, 1, 2).float()
+    return torch.from_numpy(np.ascontiguousarray(crops[index])).permute(0, 3, 1, 2).float()
 
 
 @torch.no_grad()
@@ -300,6 +300,7 @@ def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
         progress = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="batch")
         started = time.time()
         for step in progress:
+            # Sorted: the memory-mapped crops are read in file order.
             index = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
             images = _to_images(crops["train"], index)
             if config.augment:
