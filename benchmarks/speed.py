@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime
 from tqdm import tqdm
@@ -38,6 +37,7 @@ from facescope.data.loaders import load_dataset
 from facescope.data.records import FaceRecord
 from facescope.data.splits import assign_splits
 from facescope.faces import read_image
+from facescope.faces.align import resize_crop
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FACESCOPE_DATA", REPO.parent / "shared" / "data")) / "utkface"
@@ -71,7 +71,7 @@ def time_facescope(records: list[FaceRecord], model: str, threads: int) -> dict:
     size = predictor.input_size
 
     # (a) The resize Predictor applies with aligned=True, done for all crops before the clock starts.
-    crops = np.stack([cv2.resize(read_image(p), (size, size), interpolation=cv2.INTER_AREA) for p in paths])
+    crops = np.stack([resize_crop(read_image(p), size) for p in paths])
     predictor.estimate_crops(crops[: predictor.batch_size])  # warm-up: onnxruntime's first runs are slower
     start = time.perf_counter()
     crop_estimates = predictor.estimate_crops(crops)

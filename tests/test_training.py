@@ -15,7 +15,7 @@ from facescope.model.bundle import read_bundle_info  # noqa: E402
 from facescope.model.network import MultiTaskNet, ProbabilityNet  # noqa: E402
 from facescope.training.augment import augment_batch  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
-from facescope.training.crops import build_crops  # noqa: E402
+from facescope.faces.crops import build_crops  # noqa: E402
 from facescope.training.train import Targets, load_trained_model, multitask_loss, train  # noqa: E402
 
 

@@ -95,6 +95,8 @@ def predict_command(
         else:
             collected.append(result.model_dump())
         if annotate is not None and not result.error:
+            # Read again rather than kept: the predictor works ahead on many photos, and holding each
+            # full-size photo until its turn here could take gigabytes.
             annotated = annotate_image(read_image(result.path), result.faces)
             annotated.save(annotate / f"{Path(result.path).stem}.annotated.jpg", quality=92)
     if format is OutputFormat.json:

@@ -26,7 +26,6 @@ _UTK_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_([^_]+)$")
 FAIRFACE_CSVS = ("fairface_label_train.csv", "fairface_label_val.csv")
 FAIRFACE_COLUMNS = {"file", "age", "gender", "race"}
 UTK48_COLUMNS = {"age", "ethnicity", "gender", "img_name", "pixels"}
-MANIFEST_LABEL_COLUMNS = {"age", "age_bin", "gender", "race"}
 
 
 class UnknownDatasetLayout(ValueError):

@@ -18,7 +18,7 @@ from facescope.inference.predictor import Predictor
 from facescope.inference.results import AgeEstimate, LabelEstimate
 from facescope.model.bundle import read_bundle_info, resolve_bundle
 from facescope.model.card import write_model_card
-from facescope.training.crops import build_crops
+from facescope.faces.crops import build_crops
 
 log = logging.getLogger(__name__)
 # The figures a bundle's model.json keeps (the report folder keeps all of them).

@@ -1,5 +1,5 @@
-"""Faces: read an image (intake), find faces and their landmarks (detect), and warp each onto the
-canonical crop (align)."""
+"""Faces: read an image (intake), find faces and their landmarks (detect), warp each onto the
+canonical crop (align), and cache a dataset's aligned crops (crops)."""
 
 from facescope.faces.align import REFERENCE_SIZE, TEMPLATE, align_face
 from facescope.faces.detect import DetectedFace, FaceDetector

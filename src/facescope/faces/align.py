@@ -38,4 +38,11 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = REFERENCE_S
         image, alignment_matrix(landmarks), (REFERENCE_SIZE, REFERENCE_SIZE),
         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
     )
-    return crop if size == REFERENCE_SIZE else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return resize_crop(crop, size)
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """An image already in the canonical framing (an aligned crop, a UTKFace crop) at size x size px."""
+    if crop.shape[:2] == (size, size):
+        return crop
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)

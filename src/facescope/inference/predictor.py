@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from facescope import labels
 from facescope.faces import FaceDetector, ImageReadError, align_face, read_image
+from facescope.faces.align import resize_crop
 from facescope.inference.results import AgeEstimate, FaceResult, ImageResult, LabelEstimate
 from facescope.model.bundle import BundleInfo, resolve_bundle
 
@@ -149,12 +150,9 @@ class Predictor:
         """(detections, aligned crops); an already-aligned image is one face covering the whole image."""
         size = self.input_size
         if aligned:
-            import cv2
-
             height, width = image.shape[:2]
             landmarks = _template_landmarks(width, height)
-            crop = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-            return [((0.0, 0.0, float(width), float(height)), 1.0, landmarks)], [crop]
+            return [((0.0, 0.0, float(width), float(height)), 1.0, landmarks)], [resize_crop(image, size)]
         faces = self.detector.detect(image)[: self.max_faces]
         detections = [(f.box, f.score, f.landmarks) for f in faces]
         return detections, [align_face(image, f.landmarks, size) for f in faces]

@@ -1,1 +1,1 @@
-"""Training: aligned crop cache, batch augmentation, configuration and the training loop (PyTorch)."""
+"""Training: batch augmentation, configuration and the training loop (PyTorch)."""

@@ -27,7 +27,7 @@ from facescope.data.splits import assign_splits, write_split_manifest
 from facescope.model.network import BACKBONES, MultiTaskNet
 from facescope.training.augment import augment_batch
 from facescope.training.config import TrainConfig
-from facescope.training.crops import build_crops
+from facescope.faces.crops import build_crops
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""Aligned training crops, made once and cached.
+"""Aligned crops of a dataset's records, made once and cached (for training and evaluation).
 
 Every record's image goes through the same detector and aligner that prediction uses, so the network
-learns from the framing it will see on photos. The crops are cached as one uint8 array per dataset and
+learns, and is scored, on the framing it sees on photos. The crops are cached as one uint8 array per dataset and
 crop size (keyed by the sources, the size and the template), so later runs skip detection.
 """
 
@@ -15,12 +15,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from facescope.data.records import FaceRecord
-from facescope.faces import TEMPLATE, FaceDetector, ImageReadError, align_face, read_image
+from facescope.faces.align import TEMPLATE, align_face, resize_crop
+from facescope.faces.detect import FaceDetector
+from facescope.faces.intake import ImageReadError, read_image
 
 log = logging.getLogger(__name__)
 _detector: FaceDetector | None = None
@@ -47,7 +48,7 @@ def aligned_crop(record: FaceRecord, size: int) -> tuple[np.ndarray, str]:
     faces = _detector.detect(image) if min(image.shape[:2]) >= 64 else []
     if faces:
         return align_face(image, faces[0].landmarks, size), "aligned"
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA), "no face found: whole image resized"
+    return resize_crop(image, size), "no face found: whole image resized"
 
 
 def _crop_or_error(args: tuple[FaceRecord, int]) -> tuple[np.ndarray | None, str]:
