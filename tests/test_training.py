@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from safetensors.torch import load_file  # noqa: E402
+
 from facescope.data import load_dataset  # noqa: E402
 from facescope.inference.predictor import Predictor  # noqa: E402
 from facescope.model.bundle import read_bundle_info  # noqa: E402
@@ -105,3 +107,28 @@ def test_train_checkpoint_resume_export_round_trip(utkface_dir, tmp_path, monkey
         np.testing.assert_allclose(list(race_est.probs.values()), r.numpy(), atol=1e-3)
         expected_years = float((a * torch.arange(101)).sum())
         assert abs(age_est.years - expected_years) < 0.05
+
+    # Another run can start from these weights at a larger input size (progressive resizing): with a
+    # vanishing learning rate, its convolution weights are still the checkpoint's.
+    tuned = tmp_path / "tuned"
+    train(TrainConfig(splits=str(run / "splits.csv"), output=str(tuned), input_size=80, epochs=1, batch_size=16,
+                      max_images=64, max_steps_per_epoch=1, lr=1e-12, init=str(run / "checkpoints" / "best")))
+    start = load_file(str(run / "checkpoints" / "best.safetensors"))
+    tuned_weights = load_file(str(tuned / "checkpoints" / "best.safetensors"))
+    convolutions = [name for name, tensor in start.items() if tensor.ndim == 4]
+    assert len(convolutions) > 20
+    for name in convolutions:
+        torch.testing.assert_close(tuned_weights[name], start[name], atol=1e-6, rtol=0)
+    tuned_info = read_bundle_info(tuned / "bundle")
+    assert tuned_info.input_size == 80
+    # Trained from the first run's split manifest, it still knows its data: UTKFace, and its licence.
+    assert tuned_info.training_data["dataset"] == "UTKFace" and "non-commercial" in tuned_info.licence
+    # Its bundle tells the whole history: the first run's stage, then the fine-tuning stage.
+    recipe = tuned_info.training_data["recipe"]
+    assert [(stage["input_size"], stage["epochs_run"]) for stage in recipe] == [(64, 3), (80, 1)]
+    assert recipe[1]["start"] == f"weights of {run / 'checkpoints' / 'best'}"
+    assert "1. mobilenet_v2 at 64 px" in (tuned / "bundle" / "MODEL_CARD.md").read_text()
+    # A checkpoint of another design is refused rather than half-loaded.
+    with pytest.raises(ValueError, match="init checkpoint"):
+        train(TrainConfig(data=str(utkface_dir), output=str(tmp_path / "other"), backbone="small_cnn", epochs=1,
+                          max_images=64, init=str(run / "checkpoints" / "best")))

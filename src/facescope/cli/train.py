@@ -23,6 +23,8 @@ def train_command(
     max_images: int | None = typer.Option(None, help="train on the first N training images (quick runs)"),
     augment: bool | None = typer.Option(None, "--augment/--no-augment"),
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained"),
+    init: str | None = typer.Option(None, "--init", help="start from a trained checkpoint's weights, e.g. "
+                                                         "runs/train/checkpoints/best, to fine-tune at a larger size"),
     resume: bool = typer.Option(False, "--resume", help="go on from the run folder's last checkpoint"),
 ) -> None:
     """Train the multi-task network (gender, race, age) and export an inference bundle."""
@@ -31,7 +33,7 @@ def train_command(
 
     overrides = dict(data=data, output=str(output) if output else None, backbone=backbone, input_size=input_size,
                      epochs=epochs, batch_size=batch_size, lr=lr, balance=balance, splits=splits, seed=seed,
-                     max_images=max_images, augment=augment, pretrained=pretrained)
+                     max_images=max_images, augment=augment, pretrained=pretrained, init=init)
     train_config = TrainConfig.load(config, **overrides)
     if not train_config.data and not train_config.splits:
         raise typer.BadParameter("give --data (or --splits, or data: in the config)")
@@ -50,7 +52,6 @@ def export_command(
     from facescope.model.export import export_bundle
     from facescope.training.train import load_trained_model
 
-    checkpoint = checkpoint.with_suffix("") if checkpoint.suffix in (".json", ".safetensors") else checkpoint
     model, state = load_trained_model(checkpoint)
     run = checkpoint.parent.parent
     bundle = export_bundle(model, output, input_size=state["input_size"], run=run, name=name,

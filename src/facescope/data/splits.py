@@ -39,8 +39,10 @@ def assign_splits(records: list[FaceRecord], val_fraction: float = 0.1, test_fra
     return assigned
 
 
-def write_split_manifest(records: list[FaceRecord], splits: list[str], path: Path) -> Path:
-    """A manifest CSV (path, age, age_bin, gender, race, race_taxonomy, partition) with absolute paths."""
+def write_split_manifest(records: list[FaceRecord], splits: list[str], path: Path, source_format: str) -> Path:
+    """A manifest CSV (path, age, age_bin, gender, race, race_taxonomy, partition, source_format) with
+    absolute paths. `source_format` is the loader format the records came from (utkface, fairface, ...):
+    a model trained from the manifest inherits that dataset's name and licence."""
     table = pd.DataFrame(
         {
             "path": [str(Path(r.source).resolve()) for r in records],
@@ -50,9 +52,18 @@ def write_split_manifest(records: list[FaceRecord], splits: list[str], path: Pat
             "race": [r.race or "" for r in records],
             "race_taxonomy": [r.taxonomy for r in records],
             "partition": splits,
+            "source_format": source_format,
         }
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return path
+
+
+def manifest_source_format(path: Path) -> str:
+    """The loader format a split manifest's records came from; "manifest" where it does not say (a
+    hand-made manifest, or one of mixed sources)."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=lambda column: column == "source_format")
+    formats = set(table["source_format"]) - {""} if "source_format" in table else set()
+    return formats.pop() if len(formats) == 1 else "manifest"

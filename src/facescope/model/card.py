@@ -52,6 +52,13 @@ def render_model_card(info: BundleInfo) -> str:
                   f"Training images by race: {training.get('train_by_race')}.",
                   f"By gender: {training.get('train_by_gender')}.",
                   f"By age bin: {training.get('train_by_age_bin')}."]
+    if training.get("recipe"):
+        lines += ["", "How it was trained, stage by stage:", ""]
+    for number, stage in enumerate(training.get("recipe", []), 1):
+        lines += [f"{number}. {stage['backbone']} at {stage['input_size']} px from {stage['start']}; "
+                  f"{stage['epochs_run']} epochs (best validation loss at epoch {stage['best_epoch']}), batch "
+                  f"{stage['batch_size']}, learning rate {stage['lr']}, balance {stage['balance']}, augmentation "
+                  f"{'on' if stage['augment'] else 'off'}; {stage['minutes']} minutes."]
     evaluation = info.evaluation
     lines += ["", "## Evaluation", ""]
     if not evaluation:

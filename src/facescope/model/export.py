@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from facescope.model.bundle import BundleInfo
 from facescope.model.network import MultiTaskNet, ProbabilityNet
@@ -37,6 +39,29 @@ def training_data_summary(splits_csv: Path) -> dict:
     }
 
 
+def training_recipe(run: Path) -> list[dict]:
+    """How a run was trained, one entry per stage: a run that started from another run's checkpoint
+    (`init`) lists that run's stages first, so a fine-tuned model's card shows its whole history."""
+    run = Path(run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    history = json.loads((run / "history.json").read_text()) if (run / "history.json").exists() else []
+    best = json.loads((run / "checkpoints" / "best.json").read_text()) if (run / "checkpoints" / "best.json").exists() else {}
+    start = (f"weights of {config['init']}" if config.get("init")
+             else "ImageNet weights where on disk" if config.get("pretrained") else "random initialisation")
+    stage = {
+        "backbone": config.get("backbone"), "input_size": best.get("input_size", config.get("input_size")),
+        "start": start, "epochs_run": len(history), "best_epoch": best.get("best_epoch"),
+        "batch_size": config.get("batch_size"), "lr": config.get("lr"), "balance": config.get("balance"),
+        "augment": config.get("augment"), "minutes": round(sum(h.get("seconds", 0) for h in history) / 60, 1),
+    }
+    earlier = []
+    if config.get("init"):
+        init_run = Path(config["init"]).parent.parent  # <run>/checkpoints/best
+        if (init_run / "config.yaml").exists():
+            earlier = training_recipe(init_run)
+    return earlier + [stage]
+
+
 def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool = True) -> Path:
     probabilities = ProbabilityNet(model.eval(), mirror)
     example = torch.zeros(2, 3, input_size, input_size)
@@ -57,6 +82,8 @@ def export_bundle(model: MultiTaskNet, folder: Path, input_size: int, run: Path 
     summary = {"dataset": dataset}
     if run is not None and (Path(run) / "splits.csv").exists():
         summary.update(training_data_summary(Path(run) / "splits.csv"))
+    if run is not None and (Path(run) / "config.yaml").exists():
+        summary["recipe"] = training_recipe(Path(run))
     info = BundleInfo(
         name=name or f"facescope-{model.backbone_name}-{model.race_taxonomy}",
         backbone=model.backbone_name,

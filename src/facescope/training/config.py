@@ -16,6 +16,7 @@ class TrainConfig:
     backbone: str = "mobilenet_v2"
     input_size: int | None = None  # None: the backbone's default (BACKBONES[...].input_size)
     pretrained: bool = True
+    init: str | None = None  # a trained checkpoint whose weights start the run (e.g. fine-tuning at a larger size)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3

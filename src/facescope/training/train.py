@@ -23,7 +23,7 @@ from tqdm import tqdm
 from facescope import labels
 from facescope.data import load_dataset
 from facescope.data.records import FaceRecord
-from facescope.data.splits import assign_splits, write_split_manifest
+from facescope.data.splits import assign_splits, manifest_source_format, write_split_manifest
 from facescope.model.network import BACKBONES, MultiTaskNet
 from facescope.training.augment import augment_batch
 from facescope.training.config import TrainConfig
@@ -108,6 +108,11 @@ def _to_images(crops: np.ndarray, index: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(crops[index])).permute(0, 3, 1, 2).float()
 
 
+def _to_device(images: torch.Tensor, device: str) -> torch.Tensor:
+    # Channels-last (NHWC) convolutions are about twice as fast on this CPU as NCHW, and faster on GPUs too.
+    return images.to(device, memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: TrainConfig,
              device: str = "cpu") -> dict[str, float]:
@@ -120,7 +125,7 @@ def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: T
         index = np.arange(start, min(start + 256, len(crops)))
         batch_targets = targets.take(torch.from_numpy(index), device)
         with _autocast(device):
-            outputs = model(_to_images(crops, index).to(device))
+            outputs = model(_to_device(_to_images(crops, index), device))
         loss, _ = multitask_loss(outputs, batch_targets, config, model.age_mode)
         totals["loss"] += float(loss) * len(index)
         for task in ("gender", "race"):
@@ -174,9 +179,24 @@ def _load_checkpoint(path: Path, model: MultiTaskNet, optimizer: torch.optim.Opt
     return state
 
 
+def _start_from(model: MultiTaskNet, checkpoint: Path) -> None:
+    """Load a trained checkpoint's weights into a fresh network of the same design; the run's own epochs,
+    schedule and input size then apply (progressive resizing: train small, fine-tune larger)."""
+    trained, state = load_trained_model(checkpoint)
+    ours = {"backbone": model.backbone_name, "race_taxonomy": model.race_taxonomy, "age_mode": model.age_mode}
+    theirs = {key: state.get(key) for key in ours}
+    if theirs != ours:
+        raise ValueError(f"init checkpoint {checkpoint} is a {theirs} network; this run trains a {ours} one")
+    model.load_state_dict(trained.state_dict())
+    log.info("weights from %s (trained at %s px, epoch %s)", checkpoint, state.get("input_size"), state.get("epoch"))
+
+
 def load_trained_model(checkpoint: Path) -> tuple[MultiTaskNet, dict]:
-    """A trained network from a run's checkpoint (`.../checkpoints/best`), and its checkpoint state."""
+    """A trained network from a run's checkpoint (`.../checkpoints/best`, with or without a file suffix),
+    and its checkpoint state."""
     checkpoint = Path(checkpoint)
+    if checkpoint.suffix in (".json", ".safetensors"):
+        checkpoint = checkpoint.with_suffix("")
     state = json.loads(checkpoint.with_suffix(".json").read_text())
     model = MultiTaskNet(state["backbone"], state["race_taxonomy"], state["age_mode"], pretrained=False)
     _load_checkpoint(checkpoint, model)
@@ -221,16 +241,18 @@ def _lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> fl
 
 
 def prepare_data(config: TrainConfig, run: Path) -> tuple[list[FaceRecord], list[str], str, str]:
-    """The records, their split (train / val / test), the race taxonomy and the dataset format;
+    """The records, their split (train / val / test), the race taxonomy and the source dataset's format;
     writes run/splits.csv."""
     if config.splits:
         dataset = load_dataset(config.splits, format="manifest")
         splits = [r.partition or "" for r in dataset.records]
+        dataset_format = manifest_source_format(Path(config.splits))
     else:
         dataset = load_dataset(config.data)
         splits = assign_splits(dataset.records, config.val_fraction, config.test_fraction, config.seed)
-    write_split_manifest(dataset.records, splits, run / "splits.csv")
-    return dataset.records, splits, dataset.taxonomy, dataset.format
+        dataset_format = dataset.format
+    write_split_manifest(dataset.records, splits, run / "splits.csv", dataset_format)
+    return dataset.records, splits, dataset.taxonomy, dataset_format
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -271,7 +293,10 @@ def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
 
     device = _device()
     log.info("training on %s", device)
-    model = MultiTaskNet(config.backbone, taxonomy, age_mode, pretrained=config.pretrained).to(device)
+    model = MultiTaskNet(config.backbone, taxonomy, age_mode, pretrained=config.pretrained and not config.init)
+    if config.init and not resume:
+        _start_from(model, Path(config.init))
+    model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n_train = len(by_split["train"])
     steps_per_epoch = n_train // config.batch_size or 1
@@ -310,7 +335,7 @@ def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
                 group["lr"] = _lr_at(state["step"], total_steps, warmup_steps, config.lr)
             weights = sample_weights[torch.from_numpy(index)].to(device) if config.balance == "loss" else None
             with _autocast(device):
-                outputs = model(images.to(device))
+                outputs = model(_to_device(images, device))
                 loss, parts = multitask_loss(outputs, batch_targets, config, age_mode, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
