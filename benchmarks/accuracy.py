@@ -3,9 +3,9 @@ split of the UTKFace crops, and the gender-accuracy gap between races.
 
     .venv/bin/python benchmarks/accuracy.py --output reports/accuracy
 
-Evaluates the bundle (default: the bundled model) with `facescope evaluate`'s own code on the split the
-model was trained with (the manifest in its run folder, or the seed-0 split made the way training makes
-it), prints each figure beside its target and writes targets.json plus the full report folder.
+Evaluates the bundle (default: the bundled model) with `facescope evaluate`'s own code on the test split
+made the way training makes it (seed 0; or pass a run's splits.csv as --data), prints each figure beside
+its target and writes targets.json plus the full report folder.
 Exit status 0 when every target is met, 1 otherwise.
 """
 

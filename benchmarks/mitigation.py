@@ -4,7 +4,7 @@ same split, evaluated on the same test faces; overall and worst-group figures si
     .venv/bin/python benchmarks/mitigation.py --output reports/mitigation
 
 Defaults are sized for a 2-core CPU (ImageNet MobileNetV2 at 64 px, 3 epochs: about 12 minutes in all);
-pass --input-size 112 --epochs 10 for the default model's setting on a faster machine.
+pass --input-size 112 --epochs 10 for the default model's first stage on a faster machine.
 Writes comparison.md and comparison.json, plus each run's folder with its evaluation report.
 """
 

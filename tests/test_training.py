@@ -14,6 +14,7 @@ from safetensors.torch import load_file  # noqa: E402
 from facescope.data import load_dataset  # noqa: E402
 from facescope.inference.predictor import Predictor  # noqa: E402
 from facescope.model.bundle import read_bundle_info  # noqa: E402
+from facescope.model.export import export_bundle  # noqa: E402
 from facescope.model.network import MultiTaskNet, ProbabilityNet  # noqa: E402
 from facescope.training.augment import augment_batch  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
@@ -99,14 +100,19 @@ def test_train_checkpoint_resume_export_round_trip(utkface_dir, tmp_path, monkey
     model, _ = load_trained_model(run / "checkpoints" / "best")
     records = load_dataset(utkface_dir).records[5::2000]
     crops = build_crops(records, 64).images
-    with torch.no_grad():
-        gender, race, age = ProbabilityNet(model)(torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float())
-    estimates = Predictor(run / "bundle").estimate_crops(np.asarray(crops))
-    for (age_est, gender_est, race_est), g, r, a in zip(estimates, gender, race, age):
-        np.testing.assert_allclose(list(gender_est.probs.values()), g.numpy(), atol=1e-3)
-        np.testing.assert_allclose(list(race_est.probs.values()), r.numpy(), atol=1e-3)
-        expected_years = float((a * torch.arange(101)).sum())
-        assert abs(age_est.years - expected_years) < 0.05
+    # Both bundle kinds: one pass per crop (what training exports) and the mirror average (`export --mirror`).
+    mirrored = export_bundle(model, tmp_path / "mirrored", input_size=64, mirror=True)
+    assert read_bundle_info(mirrored).test_time_mirror and not read_bundle_info(run / "bundle").test_time_mirror
+    for bundle, mirror in ((run / "bundle", False), (mirrored, True)):
+        with torch.no_grad():
+            gender, race, age = ProbabilityNet(model, mirror)(
+                torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float())
+        estimates = Predictor(bundle).estimate_crops(np.asarray(crops))
+        for (age_est, gender_est, race_est), g, r, a in zip(estimates, gender, race, age):
+            np.testing.assert_allclose(list(gender_est.probs.values()), g.numpy(), atol=1e-3)
+            np.testing.assert_allclose(list(race_est.probs.values()), r.numpy(), atol=1e-3)
+            expected_years = float((a * torch.arange(101)).sum())
+            assert abs(age_est.years - expected_years) < 0.05
 
     # Another run can start from these weights at a larger input size (progressive resizing): with a
     # vanishing learning rate, its convolution weights are still the checkpoint's.

@@ -45,8 +45,9 @@ def export_command(
     checkpoint: Path = typer.Argument(..., help="a run's checkpoint, e.g. runs/train/checkpoints/best"),
     output: Path = typer.Option(..., "--output", "-o", help="bundle folder to write"),
     name: str | None = typer.Option(None, help="model name in model.json"),
-    mirror: bool = typer.Option(True, "--mirror/--no-mirror",
-                                help="average each crop's outputs with its mirror image's (twice the work)"),
+    mirror: bool = typer.Option(False, "--mirror/--no-mirror",
+                                help="average each crop's outputs with its mirror image's: twice the network's "
+                                     "work for a little accuracy (see the README's default-model section)"),
 ) -> None:
     """Export a checkpoint as an inference bundle (model.onnx + model.json)."""
     from facescope.model.export import export_bundle

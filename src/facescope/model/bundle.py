@@ -40,7 +40,9 @@ class BundleInfo:
     licence: str
     training_data: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
-    test_time_mirror: bool = True  # outputs averaged over the crop and its mirror image
+    # Outputs averaged over the crop and its mirror image. True where model.json does not say: the
+    # first bundles were all exported that way.
+    test_time_mirror: bool = True
     format: str = BUNDLE_FORMAT
     preprocessing: dict = field(
         default_factory=lambda: {

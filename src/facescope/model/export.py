@@ -62,8 +62,10 @@ def training_recipe(run: Path) -> list[dict]:
     return earlier + [stage]
 
 
-def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool = True) -> Path:
-    probabilities = ProbabilityNet(model.eval(), mirror)
+def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool = False) -> Path:
+    # The wrapper itself in eval mode: the exporter puts the module back in the mode it found it in, and a
+    # fresh wrapper is in training mode, which would leave the caller's network in it (BatchNorm on batch stats).
+    probabilities = ProbabilityNet(model, mirror).eval()
     example = torch.zeros(2, 3, input_size, input_size)
     torch.onnx.export(
         probabilities, (example,), str(path), input_names=["images"],
@@ -74,7 +76,7 @@ def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool =
 
 
 def export_bundle(model: MultiTaskNet, folder: Path, input_size: int, run: Path | None = None,
-                  name: str | None = None, dataset_format: str = "utkface", mirror: bool = True) -> Path:
+                  name: str | None = None, dataset_format: str = "utkface", mirror: bool = False) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     export_onnx(model, folder / "model.onnx", input_size, mirror)

@@ -129,7 +129,7 @@ class ProbabilityNet(nn.Module):
     `mirror`, averaged with those of the mirrored crop (test-time flip: a little more accurate, twice
     the network's work)."""
 
-    def __init__(self, network: MultiTaskNet, mirror: bool = True):
+    def __init__(self, network: MultiTaskNet, mirror: bool = False):
         super().__init__()
         self.network = network
         self.mirror = mirror
