@@ -40,6 +40,9 @@ class Predictor:
         self.info = BundleInfo.from_json((folder / "model.json").read_text())
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Idle network threads would otherwise spin waiting for work, burning the cores that the workers
+        # need to read, detect and align the next photos.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self._detector = detector
         self.workers = workers or min(4, os.cpu_count() or 1)

@@ -163,20 +163,24 @@ def _save_checkpoint(path: Path, model: MultiTaskNet, optimizer: torch.optim.Opt
     path.with_suffix(".json").write_text(json.dumps(state, indent=2))
 
 
-def _load_checkpoint(path: Path, model: MultiTaskNet, optimizer: torch.optim.Optimizer | None = None) -> dict:
+def _load_weights(path: Path, model: MultiTaskNet) -> None:
     model.load_state_dict(load_file(str(path.with_suffix(".safetensors"))))
+
+
+def _load_checkpoint(path: Path, model: MultiTaskNet, optimizer: torch.optim.Optimizer) -> dict:
+    """Weights and optimizer state of a checkpoint, to resume its run; returns the run's state."""
+    _load_weights(path, model)
     state = json.loads(path.with_suffix(".json").read_text())
-    if optimizer is not None:
-        tensors = load_file(str(path.with_suffix(".optimizer.safetensors")))
-        per_param: dict[int, dict] = {}
-        for name, value in list(tensors.items()) + list(state["optimizer_scalars"].items()):
-            if name == "empty":
-                continue
-            index, key = name.split(".", 1)
-            per_param.setdefault(int(index), {})[key] = value
-        saved = optimizer.state_dict()
-        saved["state"] = per_param
-        optimizer.load_state_dict(saved)
+    tensors = load_file(str(path.with_suffix(".optimizer.safetensors")))
+    per_param: dict[int, dict] = {}
+    for name, value in list(tensors.items()) + list(state["optimizer_scalars"].items()):
+        if name == "empty":
+            continue
+        index, key = name.split(".", 1)
+        per_param.setdefault(int(index), {})[key] = value
+    saved = optimizer.state_dict()
+    saved["state"] = per_param
+    optimizer.load_state_dict(saved)
     return state
 
 
@@ -200,7 +204,7 @@ def load_trained_model(checkpoint: Path) -> tuple[MultiTaskNet, dict]:
         checkpoint = checkpoint.with_suffix("")
     state = json.loads(checkpoint.with_suffix(".json").read_text())
     model = MultiTaskNet(state["backbone"], state["race_taxonomy"], state["age_mode"], pretrained=False)
-    _load_checkpoint(checkpoint, model)
+    _load_weights(checkpoint, model)
     return model.eval(), state
 
 

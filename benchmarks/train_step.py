@@ -1,0 +1,70 @@
+"""Seconds per training step (forward, loss, backward, AdamW step) in each memory layout, the way
+`facescope train` takes one.
+
+    .venv/bin/python benchmarks/train_step.py --size 160 --batch 64
+
+Random images and labels (the timing does not depend on the pixels), random-initialised network (no
+weights needed). The median of --steps timed steps after --warmup untimed ones, per layout; run it on
+an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from facescope import labels
+from facescope.model.network import BACKBONES, MultiTaskNet
+from facescope.training.config import TrainConfig
+from facescope.training.train import Targets, multitask_loss
+
+LAYOUTS = {"channels-first (NCHW)": torch.contiguous_format, "channels-last (NHWC)": torch.channels_last}
+
+
+def step_seconds(backbone: str, size: int, batch: int, layout: torch.memory_format, steps: int, warmup: int) -> float:
+    torch.manual_seed(0)
+    model = MultiTaskNet(backbone, "utkface5", pretrained=False).train().to(memory_format=layout)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    images = (torch.rand(batch, 3, size, size) * 255).contiguous(memory_format=layout)
+    targets = Targets(
+        gender=torch.randint(0, len(labels.GENDERS), (batch,)),
+        race=torch.randint(0, len(labels.taxonomy("utkface5").labels), (batch,)),
+        age_years=torch.randint(0, labels.MAX_AGE + 1, (batch,)).float(),
+        age_bin=torch.full((batch,), -1),
+        group=torch.zeros(batch, dtype=torch.long),
+    )
+    config = TrainConfig()
+    times = []
+    for index in range(warmup + steps):
+        started = time.perf_counter()
+        loss, _ = multitask_loss(model(images), targets, config, "years")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if index >= warmup:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
+    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    print(f"{args.backbone}, {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads")
+    results = {name: step_seconds(args.backbone, args.size, args.batch, layout, args.steps, args.warmup)
+               for name, layout in LAYOUTS.items()}
+    for name, seconds in results.items():
+        print(f"{name:<24}{seconds:>7.2f} s/step")
+    first, last = results.values()
+    print(f"channels-last speed-up: {first / last:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
