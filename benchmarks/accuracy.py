@@ -38,7 +38,8 @@ RESAMPLES = 2000
 
 
 def gap_between_groups(correct: np.ndarray, group: np.ndarray) -> float:
-    """Highest minus lowest per-group mean of `correct` (0/1), over the groups present."""
+    """Highest minus lowest per-group mean of `correct` (0/1), over the groups present: the evaluation's
+    gap where every group has at least its minimum size, as every race has in the test split."""
     group = group.astype(int)  # the bootstrap hands every column over as floats
     counts = np.bincount(group)
     rates = np.bincount(group, weights=correct)[counts > 0] / counts[counts > 0]

@@ -1,5 +1,5 @@
-"""Seconds per training step (forward, loss, backward, AdamW step) in each memory layout, the way
-`facescope train` takes one.
+"""Seconds per training step (forward, loss, backward, AdamW step) in each memory layout, through the
+training loop's own `training_step`.
 
     .venv/bin/python benchmarks/train_step.py --size 160 --batch 64
 
@@ -19,7 +19,7 @@ import torch
 from facescope import labels
 from facescope.model.network import BACKBONES, MultiTaskNet
 from facescope.training.config import TrainConfig
-from facescope.training.train import Targets, multitask_loss
+from facescope.training.train import Targets, training_step
 
 LAYOUTS = {"channels-first (NCHW)": torch.contiguous_format, "channels-last (NHWC)": torch.channels_last}
 
@@ -40,10 +40,7 @@ def step_seconds(backbone: str, size: int, batch: int, layout: torch.memory_form
     times = []
     for index in range(warmup + steps):
         started = time.perf_counter()
-        loss, _ = multitask_loss(model(images), targets, config, "years")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(model, optimizer, images, targets, config)
         if index >= warmup:
             times.append(time.perf_counter() - started)
     return statistics.median(times)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from facescope.data import detect_format, load_dataset
 from facescope.data.loaders import UnknownDatasetLayout
-from facescope.data.splits import assign_splits, manifest_source_format, write_split_manifest
+from facescope.data.splits import assign_splits, write_split_manifest
 from facescope.data.stats import write_stats
 
 # From ../shared/data/README.md.
@@ -147,12 +147,12 @@ def test_splits_are_reproducible_stratified_and_reloadable(utkface, tmp_path):
     frame = utkface.to_frame().assign(split=first)
     shares = frame.groupby(["race", "gender"])["split"].apply(lambda s: (s == "test").mean())
     assert shares.between(0.095, 0.105).all()
-    manifest = write_split_manifest(records, first, tmp_path / "splits.csv", utkface.format)
+    manifest = write_split_manifest(records, first, tmp_path / "splits.csv", utkface.source_format)
     # A model trained from the manifest still knows its data was UTKFace (and so its licence).
-    assert manifest_source_format(manifest) == "utkface"
-    pd.read_csv(manifest).drop(columns="source_format").to_csv(tmp_path / "hand_made.csv", index=False)
-    assert manifest_source_format(tmp_path / "hand_made.csv") == "manifest"
     reloaded = load_dataset(manifest)
+    assert reloaded.source_format == "utkface"
+    pd.read_csv(manifest).drop(columns="source_format").to_csv(tmp_path / "hand_made.csv", index=False)
+    assert load_dataset(tmp_path / "hand_made.csv").source_format == "manifest"
     assert len(reloaded) == len(records)
     assert [r.partition for r in reloaded.records] == first
     assert [(r.age_years, r.gender, r.race) for r in reloaded.records[:50]] == [

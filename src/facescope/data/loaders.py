@@ -171,7 +171,9 @@ def load_manifest(path: Path, taxonomy: str | None = None) -> LoadedDataset:
             FaceRecord(str(source), age, age_bin, gender, race, race_taxonomy.name, row["path"],
                        row.get("partition") or None)
         )
-    return LoadedDataset("manifest", path.parent, race_taxonomy.name, records, skipped)
+    sources = set(table.get("source_format", pd.Series(dtype=str))) - {""}
+    source_format = sources.pop() if len(sources) == 1 else "manifest"
+    return LoadedDataset("manifest", path.parent, race_taxonomy.name, records, skipped, source_format)
 
 
 LOADERS: dict[str, Callable[..., LoadedDataset]] = {

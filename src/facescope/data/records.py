@@ -46,6 +46,13 @@ class LoadedDataset:
     taxonomy: str
     records: list[FaceRecord]
     skipped: list[SkippedEntry]
+    # The dataset the records first came from (utkface, fairface, ...): `format` itself, except for a
+    # manifest, whose `source_format` column names it (a split manifest) or not ("manifest"). A model
+    # trained on the records carries that dataset's name and licence.
+    source_format: str = ""
+
+    def __post_init__(self) -> None:
+        self.source_format = self.source_format or self.format
 
     def __len__(self) -> int:
         return len(self.records)

@@ -41,7 +41,7 @@ def assign_splits(records: list[FaceRecord], val_fraction: float = 0.1, test_fra
 
 def write_split_manifest(records: list[FaceRecord], splits: list[str], path: Path, source_format: str) -> Path:
     """A manifest CSV (path, age, age_bin, gender, race, race_taxonomy, partition, source_format) with
-    absolute paths. `source_format` is the loader format the records came from (utkface, fairface, ...):
+    absolute paths. `source_format` is the dataset the records came from (`LoadedDataset.source_format`):
     a model trained from the manifest inherits that dataset's name and licence."""
     table = pd.DataFrame(
         {
@@ -60,10 +60,3 @@ def write_split_manifest(records: list[FaceRecord], splits: list[str], path: Pat
     table.to_csv(path, index=False)
     return path
 
-
-def manifest_source_format(path: Path) -> str:
-    """The loader format a split manifest's records came from; "manifest" where it does not say (a
-    hand-made manifest, or one of mixed sources)."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=lambda column: column == "source_format")
-    formats = set(table["source_format"]) - {""} if "source_format" in table else set()
-    return formats.pop() if len(formats) == 1 else "manifest"

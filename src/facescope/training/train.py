@@ -23,7 +23,7 @@ from tqdm import tqdm
 from facescope import labels
 from facescope.data import load_dataset
 from facescope.data.records import FaceRecord
-from facescope.data.splits import assign_splits, manifest_source_format, write_split_manifest
+from facescope.data.splits import assign_splits, write_split_manifest
 from facescope.model.network import BACKBONES, MultiTaskNet
 from facescope.training.augment import augment_batch
 from facescope.training.config import TrainConfig
@@ -109,9 +109,21 @@ def _to_images(crops: np.ndarray, index: np.ndarray) -> torch.Tensor:
 
 
 def _to_device(images: torch.Tensor, device: str) -> torch.Tensor:
-    # Channels-last (NHWC) is the layout the fast convolution kernels of oneDNN (CPU) and cuDNN (GPU)
-    # work in; NCHW input would be converted at every layer.
+    # Channels-last (NHWC): the layout oneDNN's (CPU) and cuDNN's (GPU) fast convolution kernels prefer;
+    # benchmarks/train_step.py times a step in each layout.
     return images.to(device, memory_format=torch.channels_last)
+
+
+def training_step(model: MultiTaskNet, optimizer: torch.optim.Optimizer, images: torch.Tensor, targets: Targets,
+                  config: TrainConfig, weights: torch.Tensor | None = None) -> tuple[float, dict[str, float]]:
+    """One optimisation step on a batch already on the model's device and in its memory layout;
+    returns the loss and its per-head parts."""
+    with _autocast(images.device.type):
+        loss, parts = multitask_loss(model(images), targets, config, model.age_mode, weights)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), parts
 
 
 @torch.no_grad()
@@ -187,21 +199,26 @@ def _load_checkpoint(path: Path, model: MultiTaskNet, optimizer: torch.optim.Opt
 def _start_from(model: MultiTaskNet, checkpoint: Path) -> None:
     """Load a trained checkpoint's weights into a fresh network of the same design; the run's own epochs,
     schedule and input size then apply (progressive resizing: train small, fine-tune larger)."""
-    trained, state = load_trained_model(checkpoint)
+    checkpoint = _checkpoint_path(checkpoint)
+    state = json.loads(checkpoint.with_suffix(".json").read_text())
     ours = {"backbone": model.backbone_name, "race_taxonomy": model.race_taxonomy, "age_mode": model.age_mode}
     theirs = {key: state.get(key) for key in ours}
     if theirs != ours:
         raise ValueError(f"init checkpoint {checkpoint} is a {theirs} network; this run trains a {ours} one")
-    model.load_state_dict(trained.state_dict())
+    _load_weights(checkpoint, model)
     log.info("weights from %s (trained at %s px, epoch %s)", checkpoint, state.get("input_size"), state.get("epoch"))
+
+
+def _checkpoint_path(checkpoint: str | Path) -> Path:
+    """A checkpoint's path without a file suffix (`.../best`), however it was given."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_suffix("") if checkpoint.suffix in (".json", ".safetensors") else checkpoint
 
 
 def load_trained_model(checkpoint: Path) -> tuple[MultiTaskNet, dict]:
     """A trained network from a run's checkpoint (`.../checkpoints/best`, with or without a file suffix),
     and its checkpoint state."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.suffix in (".json", ".safetensors"):
-        checkpoint = checkpoint.with_suffix("")
+    checkpoint = _checkpoint_path(checkpoint)
     state = json.loads(checkpoint.with_suffix(".json").read_text())
     model = MultiTaskNet(state["backbone"], state["race_taxonomy"], state["age_mode"], pretrained=False)
     _load_weights(checkpoint, model)
@@ -251,13 +268,11 @@ def prepare_data(config: TrainConfig, run: Path) -> tuple[list[FaceRecord], list
     if config.splits:
         dataset = load_dataset(config.splits, format="manifest")
         splits = [r.partition or "" for r in dataset.records]
-        dataset_format = manifest_source_format(Path(config.splits))
     else:
         dataset = load_dataset(config.data)
         splits = assign_splits(dataset.records, config.val_fraction, config.test_fraction, config.seed)
-        dataset_format = dataset.format
-    write_split_manifest(dataset.records, splits, run / "splits.csv", dataset_format)
-    return dataset.records, splits, dataset.taxonomy, dataset_format
+    write_split_manifest(dataset.records, splits, run / "splits.csv", dataset.source_format)
+    return dataset.records, splits, dataset.taxonomy, dataset.source_format
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -339,14 +354,9 @@ def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(state["step"], total_steps, warmup_steps, config.lr)
             weights = sample_weights[torch.from_numpy(index)].to(device) if config.balance == "loss" else None
-            with _autocast(device):
-                outputs = model(_to_device(images, device))
-                loss, parts = multitask_loss(outputs, batch_targets, config, age_mode, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, parts = training_step(model, optimizer, _to_device(images, device), batch_targets, config, weights)
             state["step"] += 1
-            for key, value in dict(parts, loss=float(loss)).items():
+            for key, value in dict(parts, loss=loss).items():
                 sums[key] = sums.get(key, 0.0) + value
             progress.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}")
         val = validate(model, crops["val"], targets["val"], config, device)
