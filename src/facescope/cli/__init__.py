@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from facescope.cli import data, evaluate, predict, serve, train
+from facescope.cli import data, evaluate, models, predict, serve, train
 
 NOTICE = (
     "facescope gives statistical estimates of apparent age, gender and race, with error rates that "
@@ -27,6 +27,7 @@ app.command("export")(train.export_command)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("predict")(predict.predict_command)
 app.command("serve")(serve.serve_command)
+app.command("models")(models.models_command)
 
 
 def main() -> None:

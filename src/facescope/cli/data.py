@@ -64,3 +64,21 @@ def split_command(
     write_split_manifest(dataset.records, splits, output)
     counts = {name: splits.count(name) for name in ("train", "val", "test")}
     console.print(f"wrote {output}: {counts}")
+
+
+@app.command("to-48x48")
+def to_48x48_command(
+    path: Path = typer.Argument(..., help="dataset folder or CSV with UTKFace labels (or a split manifest)"),
+    output: Path = typer.Option(Path("utk48.csv"), "--output", "-o", help="CSV to write"),
+    split: str = typer.Option("all", help="train | val | test | all: a split manifest's partition"),
+) -> None:
+    """The UTK 48x48 grey CSV (age,ethnicity,gender,img_name,pixels) of a data set's faces, aligned by the
+    face pipeline: the format of the small-CNN seed project, for its baseline."""
+    from facescope.data import load_dataset
+    from facescope.faces.crops import write_utk48_csv
+
+    records = load_dataset(path).records
+    if split != "all":
+        records = [r for r in records if r.partition == split]
+    written, missed = write_utk48_csv(records, output)
+    console.print(f"wrote {output}: {written} faces ({missed} not found)")
