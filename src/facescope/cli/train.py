@@ -6,13 +6,16 @@ from pathlib import Path
 
 import typer
 
+from facescope.data.loaders import LOADERS
+from facescope.model.network import BACKBONES
+
 
 def train_command(
-    data: str = typer.Option(None, "--data", help="dataset folder or CSV (any format load_dataset reads)"),
+    data: str = typer.Option(None, "--data", metavar="PATH",
+                             help=f"dataset folder or CSV: {', '.join(LOADERS)} (detected from the path)"),
     output: Path = typer.Option(None, "--output", "-o", help="run folder (default runs/train)"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of training options"),
-    backbone: str | None = typer.Option(None, help="mobilenet_v2 | resnet18 | resnet34 | resnet50 | "
-                                                   "efficientnet_b0 | vit_b_16 | small_cnn"),
+    backbone: str | None = typer.Option(None, help=" | ".join(BACKBONES)),
     input_size: int | None = typer.Option(None, help="crop size in pixels (default: the backbone's)"),
     epochs: int | None = typer.Option(None),
     batch_size: int | None = typer.Option(None),
@@ -27,7 +30,17 @@ def train_command(
                                                          "runs/train/checkpoints/best, to fine-tune at a larger size"),
     resume: bool = typer.Option(False, "--resume", help="go on from the run folder's last checkpoint"),
 ) -> None:
-    """Train the multi-task network (gender, race, age) and export an inference bundle."""
+    """Train the multi-task network (gender, race, age) and export an inference bundle.
+
+    Options given here override the --config file's. The run folder gets the split manifest, checkpoints,
+    the training history, the exported bundle and its evaluation report. Needs the `train` extra.
+
+    \b
+    Examples:
+      facescope train --data ../shared/data/utkface --config configs/default.yaml -o runs/mine
+      facescope train --data ../shared/data/utkface --max-images 2000 --epochs 1 -o runs/quick
+      facescope train -o runs/mine --resume
+    """
     from facescope.training.config import TrainConfig
     from facescope.training.train import train
 
@@ -42,14 +55,20 @@ def train_command(
 
 
 def export_command(
-    checkpoint: Path = typer.Argument(..., help="a run's checkpoint, e.g. runs/train/checkpoints/best"),
-    output: Path = typer.Option(..., "--output", "-o", help="bundle folder to write"),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="a run's checkpoint, e.g. runs/train/checkpoints/best"),
+    output: Path = typer.Option(..., "--output", "-o", metavar="DIR", help="bundle folder to write"),
     name: str | None = typer.Option(None, help="model name in model.json"),
     mirror: bool = typer.Option(False, "--mirror/--no-mirror",
                                 help="average each crop's outputs with its mirror image's: twice the network's "
                                      "work for a little accuracy (see the README's default-model section)"),
 ) -> None:
-    """Export a checkpoint as an inference bundle (model.onnx + model.json)."""
+    """Export a checkpoint as an inference bundle (model.onnx + model.json).
+
+    \b
+    Examples:
+      facescope export runs/mine/checkpoints/best -o my-bundle --name my-model
+      facescope predict group.jpg --model my-bundle
+    """
     from facescope.model.export import export_bundle
     from facescope.training.train import load_trained_model
 
