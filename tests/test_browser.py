@@ -46,21 +46,43 @@ def server_url(predictor: Predictor):
     listener.close()
 
 
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
 @pytest.fixture
-def page(server_url: str):
+def open_page(server_url: str):
+    """Opens the page in a fresh headless Chromium at the given viewport."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(WAIT_MS)
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.goto(server_url + "/")
-        yield page
+
+        def open_at(viewport: dict):
+            page = browser.new_page(viewport=viewport)
+            page.set_default_timeout(WAIT_MS)
+            page.errors = []
+            page.on("pageerror", lambda error: page.errors.append(str(error)))
+            page.goto(server_url + "/")
+            return page
+
+        yield open_at
         browser.close()
+
+
+@pytest.fixture
+def page(open_page):
+    return open_page({"width": 1280, "height": 1000})
+
+
+@pytest.fixture
+def two_faces(utkface_files, tmp_path) -> Path:
+    canvas, _ = compose_canvas(utkface_files[1:3], size=(560, 320))
+    photo = tmp_path / "two-faces.png"
+    Image.fromarray(canvas).save(photo)
+    return photo
 
 
 def test_upload_shows_numbered_boxes_and_a_card_per_face(page, predictor: Predictor, utkface_files, tmp_path):
@@ -96,3 +118,45 @@ def test_upload_shows_numbered_boxes_and_a_card_per_face(page, predictor: Predic
         expect(card.locator(".prob-bar")).to_have_count(bars_per_card)
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)  # to look at when it fails
     assert page.errors == []
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_after_upload_the_first_card_is_in_view_and_linked_to_its_box(open_page, viewport, two_faces):
+    from playwright.sync_api import expect
+
+    page = open_page(viewport)
+    expect(page.locator("#figures-per-group")).to_be_visible()
+    page.set_input_files("#file-input", str(two_faces))
+    first = page.locator("#face-1")
+    expect(first).to_be_in_viewport()
+    # Pointing at a card marks its box, and tapping a box marks its card.
+    first.hover()
+    expect(page.locator("#box-1")).to_have_class("face-box active")
+    expect(page.locator("#box-2")).to_have_class("face-box")
+    page.locator("#box-2").click()
+    expect(page.locator("#face-2")).to_have_class("face-card active")
+    # An estimate is either confident (80% or more, said plainly) or reads as a guess with its runner-up.
+    for estimate in page.locator(".face-card .estimates .estimate").all():
+        text = estimate.inner_text()
+        if "confident" in estimate.get_attribute("class"):
+            assert int(text.split()[-1].rstrip("%")) >= 80
+        else:
+            assert text.startswith("likely ") and ", or " in text
+    assert page.errors == []
+
+
+def test_nothing_is_wider_than_a_phone(open_page, two_faces):
+    from playwright.sync_api import expect
+
+    page = open_page(PHONE)
+    expect(page.locator("#figures-per-group")).to_be_visible()
+    page.set_input_files("#file-input", str(two_faces))
+    expect(page.locator("#face-2")).to_be_visible()
+    page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
+    too_wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter((node) => node.getClientRects().length && node.getBoundingClientRect().right > window.innerWidth + 0.5)
+        .map((node) => `${node.tagName}.${node.className} right=${node.getBoundingClientRect().right}`)""")
+    assert too_wide == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    # The notice stays short: well under a fifth of the first screen.
+    assert page.locator("#notice").bounding_box()["height"] < PHONE["height"] / 5
