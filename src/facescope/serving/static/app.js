@@ -281,7 +281,7 @@ function renderEvaluation(evaluation) {
   if (!evaluation || !evaluation.overall) {
     return [element("p", {}, "This model's card records no evaluation figures yet: its error rates per group are not known.")];
   }
-  const overall = { all: { n: evaluation.faces, ...evaluation.overall } };
+  const overall = { "All faces": { n: evaluation.faces, ...evaluation.overall } };
   const parts = [
     element("p", {}, `Measured on ${(evaluation.faces ?? 0).toLocaleString("en")} ${evaluation.dataset ?? ""} faces held out from training `
       + `(the ${evaluation.split ?? "test"} split). "Age off by" is the average error in years.`),
