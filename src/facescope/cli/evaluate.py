@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from facescope.data.loaders import LOADERS
+
 
 class Split(str, Enum):
     test = "test"
@@ -17,8 +19,8 @@ class Split(str, Enum):
 
 
 def evaluate_command(
-    data: Annotated[Path, typer.Option(metavar="PATH", help="Labelled dataset: a UTKFace or FairFace folder, a label CSV, or a "
-                                            "split manifest (a training run's splits.csv).")],
+    data: Annotated[Path, typer.Option(metavar="PATH", help=f"Labelled dataset ({', '.join(LOADERS)}; detected from "
+                                                           "the path), e.g. a training run's splits.csv.")],
     model: Annotated[str, typer.Option(metavar="BUNDLE", help="Model bundle folder (model.onnx + model.json); "
                                             "'default' is the bundled model.")] = "default",
     split: Annotated[Split, typer.Option(help="Which split to evaluate; made as training makes it.")] = Split.test,

@@ -86,8 +86,9 @@ function showResult(result, imageSource, drawBoxes) {
   $("photo-caption").textContent = `${result.path} · ${result.width} × ${result.height} pixels`;
   $("boxes").replaceChildren(...(drawBoxes ? faces.map((face, i) => faceBox(face, i + 1, result)) : []));
   $("face-cards").replaceChildren(...faces.map((face, i) => faceCard(face, i + 1)));
-  $("results-summary").textContent = faces.length > 1
-    ? "Point at or tap a card to find its face on the photo, or a box to find its card."
+  $("results-summary").textContent = faces.length
+    ? "How each face appears to the model, with its measured error for faces of that group."
+      + (faces.length > 1 ? " Point at or tap a card to find its face, or a box to find its card." : "")
     : "";
   $("results").hidden = false;
   setStatus(faces.length
