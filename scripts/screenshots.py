@@ -5,7 +5,7 @@
 Composes two photos from real UTKFace crops (2 faces, and a crowd of 20), serves the app on a loopback
 port, uploads each in Debian's Chromium (driven by Playwright, as tests/test_browser.py does) at a
 desktop (1280x900) and a phone (390x844) viewport, and saves what the screen shows after the upload
-(and the model card's figures per group).
+(and the first screen before it, and the model card's figures per group).
 It also draws the crowd with `facescope.serving.annotate` as `facescope predict --annotate` does.
 The PNGs are reduced to a 256-colour palette to keep them small.
 """
@@ -100,6 +100,9 @@ def main() -> None:
                     page.set_default_timeout(60_000)
                     page.goto(url + "/")
                     page.locator("#figures-per-group").wait_for()
+                    if name == "2-faces":  # the first screen, before any upload
+                        page.screenshot(path=str(Path(folder) / "shot.png"))
+                        save_small_png(args.output / f"{screen}-start.png", Image.open(Path(folder) / "shot.png"))
                     page.set_input_files("#file-input", str(Path(folder) / f"{name}.jpg"))
                     page.locator("#face-1").wait_for()
                     page.wait_for_function("() => Math.abs(document.getElementById('results').getBoundingClientRect().top) < 20")
