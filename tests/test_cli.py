@@ -61,6 +61,9 @@ def test_version_and_short_help():
     assert long.exit_code == short.exit_code == 0
     assert short.stdout == long.stdout
     assert runner.invoke(app, ["predict", "-h"]).stdout == runner.invoke(app, ["predict", "--help"]).stdout
+    typo = runner.invoke(app, ["predcit", "photo.jpg"])
+    assert typo.exit_code == 2
+    assert "Did you mean 'predict'?" in typo.output
 
 
 @pytest.mark.parametrize("verb", [*VERBS, "data stats", "data split"])

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+from difflib import get_close_matches
 from typing import Annotated, NamedTuple
 
 import typer
 import typer.main
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from facescope import __version__
 
@@ -76,6 +78,16 @@ class VerbGroup(TyperGroup):
         if cmd_name in VERBS and cmd_name not in self.commands:
             self.commands[cmd_name] = load_verb(cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except TyperException as error:  # click's UsageError, as Typer vendors it
+            # Typer suggests close names only among the verbs loaded so far; these are all of them.
+            close = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if close and "Did you mean" not in error.message:
+                error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, close))}?"
+            raise
 
     def format_commands(self, ctx: typer.Context, formatter) -> None:
         rows = [(name, VERBS[name].summary if name in VERBS else self.commands[name].get_short_help_str())
