@@ -36,7 +36,8 @@ class Verb(NamedTuple):
     summary: str  # its line in `facescope --help`, shown without importing the module
 
 
-# In the order `facescope --help` lists them: the most used first.
+# In the order `facescope --help` lists them: the most used first (issue 16's order: predict, serve,
+# evaluate, audit, data, train, export, models).
 VERBS: dict[str, Verb] = {
     "predict": Verb("facescope.cli.predict:predict_command",
                     "Estimate age, gender and race for every face in photos (JSON lines on stdout)."),
@@ -57,6 +58,8 @@ def load_verb(name: str) -> typer.core.TyperCommand | TyperGroup:
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] == "facescope":
+            raise  # our own bug, not a missing extra
         # The base install predicts and serves; training, export and evaluation need the `train` extra.
         typer.echo(f"error: `facescope {name}` needs {error.name}, which is not installed here: "
                    "pip install 'facescope[train]'", err=True)
