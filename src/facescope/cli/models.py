@@ -7,7 +7,13 @@ import typer
 
 def models_command() -> None:
     """List installed models: packaged ones and those copied into $FACESCOPE_CACHE/models/NAME/.
-    Use a name with --model anywhere (predict, serve, evaluate)."""
+    Use a name with --model anywhere (predict, serve, evaluate).
+
+    \b
+    Examples:
+      facescope models
+      cp -r my-bundle ~/.cache/facescope/models/mine && facescope predict photo.jpg --model mine
+    """
     from facescope.bundles import BundleError, installed_models
     from facescope.paths import installed_models_dir
 

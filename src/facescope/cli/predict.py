@@ -55,15 +55,28 @@ def _csv_rows(result: ImageResult):
 
 
 def predict_command(
-    paths: list[Path] = typer.Argument(..., help="image files and/or folders"),
-    model: str | None = typer.Option(None, "--model", "-m", help="bundle folder (default: the bundled model)"),
-    format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f", help="jsonl | json | csv"),
-    annotate: Path | None = typer.Option(None, "--annotate", help="write each photo with boxes and labels here"),
+    paths: list[Path] = typer.Argument(..., metavar="PHOTO", help="image files and/or folders"),
+    model: str | None = typer.Option(None, "--model", "-m", metavar="BUNDLE",
+                                     help="bundle folder (default: the bundled model)"),
+    format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f",
+                                        help="one JSON object per line, one JSON list, or one CSV row per face"),
+    annotate: Path | None = typer.Option(None, "--annotate", metavar="DIR",
+                                         help="write each photo with boxes and labels here"),
     aligned: bool = typer.Option(False, "--aligned", help="each image is one aligned face crop (no detection)"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="look into sub-folders"),
     batch_size: int = typer.Option(32, help="faces per network batch"),
 ) -> None:
-    """Estimate age, gender and race for every face in the given photos."""
+    """Estimate age, gender and race for every face in the given photos.
+
+    Results go to stdout (one JSON object per photo and line, by default); the notice, progress and
+    summary go to stderr. Exit status 1 when some file could not be read.
+
+    \b
+    Examples:
+      facescope predict group.jpg
+      facescope predict photos/ -r --format csv > faces.csv
+      facescope predict group.jpg --annotate annotated/ > group.jsonl
+    """
     from facescope.cli import NOTICE
     from facescope.inference.predictor import Predictor
 
