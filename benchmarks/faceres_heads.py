@@ -11,8 +11,9 @@ expectation, beside the MAE of the best constant prediction (the sample's median
   centre-90/-80  the central 90% / 80% of the UTKFace crop (tighter), resized to 224
   detector-box   the RetinaFace box plus 10% each side, stretched to 224 (as the author's pipeline
                  crops a detector box with a small margin)
-`--rgb` feeds RGB instead of BGR, to show what the wrong channel order costs. Last, it times one
-forward of a batch of 64 at 224 px (median of 3) in each memory layout.
+Then, for the first framing, the figures by age group. `--convention` feeds another input convention
+than FACERES_INPUT (BGR minus the mean pixel), to show what a wrong one costs; `--framings` picks some.
+Last, it times one forward of a batch of 64 at 224 px (median of 3) in each memory layout.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ from facescope.faces.align import resize_crop
 from facescope.model.faceres import FACERES_INPUT, age_from_probabilities, expected_age, load_faceres, to_faceres_input
 
 SIZE = FACERES_INPUT.size
+FRAMINGS = ("utkface-crop", "aligned", "centre-90", "centre-80", "detector-box")
+AGE_GROUPS = ((1, 3), (4, 15), (16, 29), (30, 49), (50, 69), (70, 120))
+# Input conventions, from RGB uint8 crops: FACERES_INPUT's, and wrong ones for comparison.
+CONVENTIONS = {
+    "bgr-minus-mean": to_faceres_input,
+    "rgb-minus-mean": lambda rgb: to_faceres_input(np.ascontiguousarray(rgb[..., ::-1])),
+    "bgr-0-255": lambda rgb: to_faceres_input(rgb) + torch.tensor(FACERES_INPUT.mean).view(1, 3, 1, 1),
+    "rgb-minus1-1": lambda rgb: torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1,
+}
 
 
 def centre(image: np.ndarray, fraction: float) -> np.ndarray:
@@ -49,11 +59,11 @@ def box_crop(image: np.ndarray, box, margin: float = 0.1) -> np.ndarray:
     return cv2.resize(image[y1:y2, x1:x2], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
 
 
-def framings(paths: list[str]) -> tuple[dict[str, np.ndarray], int]:
-    """Each framing's N x 224 x 224 x 3 crops, and how many images had no face detected (those keep the
-    whole crop in the detector-based framings)."""
+def framings(paths: list[str], names: list[str]) -> tuple[dict[str, np.ndarray], int]:
+    """The named framings' N x 224 x 224 x 3 crops, and how many images had no face detected (those keep
+    the whole crop in the detector-based framings)."""
     detector = FaceDetector(threads=1)
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("utkface-crop", "aligned", "centre-90", "centre-80", "detector-box")}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in FRAMINGS}
     missed = 0
     for path in paths:
         image = read_image(path)
@@ -65,15 +75,15 @@ def framings(paths: list[str]) -> tuple[dict[str, np.ndarray], int]:
         out["centre-90"].append(centre(image, 0.9))
         out["centre-80"].append(centre(image, 0.8))
         out["detector-box"].append(box_crop(image, faces[0].box) if faces else whole)
-    return {k: np.stack(v) for k, v in out.items()}, missed
+    return {k: np.stack(out[k]) for k in names}, missed
 
 
 @torch.inference_mode()
-def heads(network, crops: np.ndarray, rgb: bool, batch: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def heads(network, crops: np.ndarray, convention: str, batch: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(male), age decoded from the top two bins, expected age."""
     male, age_top2, age_mean = [], [], []
     for start in range(0, len(crops), batch):
-        chunk = crops[start:start + batch]
-        x = to_faceres_input(np.ascontiguousarray(chunk[..., ::-1]) if rgb else chunk)
+        x = CONVENTIONS[convention](crops[start:start + batch])
         out = network(x.contiguous(memory_format=torch.channels_last))
         probabilities = torch.softmax(out.age_logits, dim=1)
         male.append(torch.sigmoid(out.gender_logit))
@@ -87,7 +97,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="number of UTKFace crops")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("FACESCOPE_DATA", "../shared/data")) / "utkface")
     parser.add_argument("--weights", type=Path, default=None, help="folder with faceres-deep.json (default: the cache)")
-    parser.add_argument("--rgb", action="store_true", help="feed RGB instead of BGR (the wrong order, for comparison)")
+    parser.add_argument("--convention", choices=list(CONVENTIONS), default="bgr-minus-mean",
+                        help="input convention (default: FACERES_INPUT's; the others are wrong, for comparison)")
+    parser.add_argument("--framings", nargs="+", choices=FRAMINGS, default=list(FRAMINGS))
     args = parser.parse_args()
 
     records = load_utkface(args.data).records
@@ -97,22 +109,32 @@ def main() -> None:
     network = load_faceres(args.weights).to(memory_format=torch.channels_last)
 
     start = time.perf_counter()
-    crops, missed = framings([r.source for r in sample])
+    crops, missed = framings([r.source for r in sample], args.framings)
     print(f"{len(sample)} UTKFace crops ({is_male.mean():.1%} male, median age {np.median(ages):.0f}); "
           f"no face detected in {missed}; framing took {time.perf_counter() - start:.0f} s")
     print(f"constant prediction: gender accuracy {max(is_male.mean(), 1 - is_male.mean()):.3f}, "
           f"age MAE {np.abs(ages - np.median(ages)).mean():.2f}")
     print(f"{'framing':<14} {'gender acc':>10} {'(age 16+)':>10} {'age MAE top-2':>14} {'age MAE mean':>13} {'s':>5}")
+    results = {}
     for name, images in crops.items():
         start = time.perf_counter()
-        male, age_top2, age_mean = heads(network, images, args.rgb)
+        male, age_top2, age_mean = results[name] = heads(network, images, args.convention)
         correct = (male >= 0.5) == is_male
         print(f"{name:<14} {correct.mean():>10.3f} {correct[ages >= 16].mean():>10.3f} "
               f"{np.abs(age_top2 - ages).mean():>14.2f} {np.abs(age_mean - ages).mean():>13.2f} "
               f"{time.perf_counter() - start:>5.0f}")
 
+    first = args.framings[0]
+    male, _, age_mean = results[first]
+    print(f"\n{first}, by age: {'n':>5} {'gender acc':>10} {'age MAE mean':>13} {'mean error':>11}")
+    for low, high in AGE_GROUPS:
+        group = (ages >= low) & (ages <= high)
+        error = age_mean[group] - ages[group]
+        print(f"{f'{low}-{high}':>{len(first) + 9}} {group.sum():>5} {((male >= 0.5) == is_male)[group].mean():>10.3f} "
+              f"{np.abs(error).mean():>13.2f} {error.mean():>+11.2f}")
+
     with torch.inference_mode():
-        batch = to_faceres_input(crops["utkface-crop"][:64])
+        batch = to_faceres_input(crops[first][:64])
         for layout in (torch.contiguous_format, torch.channels_last):
             layout_network, x = network.to(memory_format=layout), batch.contiguous(memory_format=layout)
             layout_network(x)  # warm-up
