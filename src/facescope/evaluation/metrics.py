@@ -306,6 +306,24 @@ def age_standardised(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE) 
                            pd.DataFrame(gaps, columns=["metric", "races", "raw_gap", "standardised_gap", "reading"]))
 
 
+def standardised_figure(table: pd.DataFrame, grouping: str, group: str, metric: str) -> float:
+    """A group's figure with the whole set's age-bin mix (direct standardisation, as age_standardised
+    does per race), for any group of GROUPINGS; NaN where the group has no such figure."""
+    rows = table.dropna(subset=["race", "age_bin"])
+    reference = rows["age_bin"].value_counts(normalize=True)
+    columns = list(GROUPINGS[grouping])
+    members = rows[rows[columns].astype(str).agg(" / ".join, axis=1) == group]
+    scores = _row_scores(members)
+    if metric not in scores:
+        return np.nan
+    values = scores[metric].dropna()
+    if values.empty:
+        return np.nan
+    by_bin = values.groupby(members.loc[values.index, "age_bin"]).mean()
+    weights = reference[by_bin.index]
+    return float((by_bin * weights).sum() / weights.sum())
+
+
 def _standardised_reading(metric: str, raw_gap: float, standardised_gap: float) -> str:
     """One sentence: how much of a between-race gap the races' different age mixes account for."""
     def amount(value: float) -> str:

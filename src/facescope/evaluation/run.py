@@ -14,6 +14,7 @@ from facescope.data import FaceRecord, LoadedDataset, load_dataset
 from facescope.data.splits import SPLITS, assign_splits
 from facescope.evaluation.metrics import MIN_GROUP_SIZE, EvaluationResult, evaluate, map_truth_races
 from facescope.evaluation.report import write_report
+from facescope.evaluation.uncertainty import N_BOOT
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import AgeEstimate, LabelEstimate
 from facescope.model.bundle import read_bundle_info, resolve_bundle
@@ -40,7 +41,8 @@ def select_records(dataset: LoadedDataset, split: str, seed: int = 0, val_fracti
     else:
         splits = assign_splits(records, val_fraction, test_fraction, seed)
         records = [r for r, s in zip(records, splits) if s == split]
-        how = f"assign_splits(val_fraction={val_fraction}, test_fraction={test_fraction}, seed={seed})"
+        how = (f"stratified by race x gender as training splits: {val_fraction:.0%} validation, "
+               f"{test_fraction:.0%} test, seed {seed}")
     if limit is not None and limit < len(records):
         # A seeded sample rather than the first N: records are in file-name order, which for UTKFace is age order.
         chosen = np.sort(np.random.default_rng(seed).choice(len(records), limit, replace=False))
@@ -128,7 +130,7 @@ def write_bundle_evaluation(bundle: str | Path | None, section: dict) -> Path:
 def run_evaluation(model: str | Path | None, data: str | Path, split: str = "test", seed: int = 0,
                    val_fraction: float = 0.1, test_fraction: float = 0.1, output: str | Path | None = None,
                    limit: int | None = None, min_group_size: int = MIN_GROUP_SIZE,
-                   update_bundle: bool = False) -> tuple[EvaluationResult, Path]:
+                   update_bundle: bool = False, n_boot: int = N_BOOT) -> tuple[EvaluationResult, Path]:
     """Evaluate a bundle (None: the bundled default) on a split of a dataset; write the report folder
     (default reports/<model name>) and, with `update_bundle`, the bundle's evaluation section.
     Returns the figures and the report folder."""
@@ -137,7 +139,7 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str = "tes
     dataset = load_dataset(data)
     records, how = select_records(dataset, split, seed, val_fraction, test_fraction, limit)
     table, cross_taxonomy, unreadable = predictions_table(predictor, records, dataset.taxonomy)
-    result = evaluate(table, min_group_size, cross_taxonomy)
+    result = evaluate(table, min_group_size, cross_taxonomy, n_boot=n_boot, seed=seed)
     context = {
         "model": predictor.info.name, "bundle": str(bundle), "data": str(data), "dataset": Path(data).name,
         "format": dataset.format, "data_taxonomy": dataset.taxonomy, "model_taxonomy": predictor.info.race_taxonomy,
