@@ -1,4 +1,4 @@
-"""The `facescope` command: one verb per job (data, train, export, evaluate, predict, serve).
+"""The `facescope` command: one verb per job (data, train, export, evaluate, audit, predict, serve).
 
 Each verb lives in its own module here; heavy libraries (PyTorch, FastAPI) are imported inside the
 command that needs them, so `facescope predict` starts fast and needs no PyTorch.
@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from facescope.cli import data, evaluate, predict, serve, train
+from facescope.cli import audit, data, evaluate, predict, serve, train
 
 NOTICE = (
     "facescope gives statistical estimates of apparent age, gender and race, with error rates that "
@@ -25,6 +25,7 @@ app.add_typer(data.app, name="data")
 app.command("train")(train.train_command)
 app.command("export")(train.export_command)
 app.command("evaluate")(evaluate.evaluate_command)
+app.command("audit")(audit.audit_command)
 app.command("predict")(predict.predict_command)
 app.command("serve")(serve.serve_command)
 

@@ -58,12 +58,13 @@ def head_labels(table: pd.DataFrame, head: str) -> list[str]:
         return list(labels.GENDERS)
     if head == "age_bin":
         return list(labels.AGE_BIN_LABELS)
+    truth = set(table[head].dropna())
     predicted = set(table[f"pred_{head}"].dropna()) - {NO_FACE} if f"pred_{head}" in table else set()
-    seen = set(table[head].dropna()) | predicted
-    for taxonomy in labels.TAXONOMIES.values():
-        if seen <= set(taxonomy.labels):
-            return list(taxonomy.labels)
-    return sorted(seen)
+    for seen in (truth | predicted, truth):  # a predicted label outside the truth's taxonomy is just wrong
+        for taxonomy in labels.TAXONOMIES.values():
+            if seen <= set(taxonomy.labels):
+                return list(taxonomy.labels)
+    return sorted(truth)
 
 
 def evaluated_heads(table: pd.DataFrame) -> list[str]:
@@ -88,8 +89,8 @@ def degenerate_metrics(columns: tuple[str, ...]) -> set[str]:
 
 
 def top_confidence(table: pd.DataFrame, head: str) -> pd.Series:
-    """The probability of each row's most likely label (top-label confidence)."""
-    return table[[f"p_{head}_{label}" for label in head_labels(table, head)]].max(axis=1)
+    """The probability of each row's most likely label (top-label confidence; 0 for a missed face)."""
+    return table[[f"p_{head}_{label}" for label in head_labels(table, head)]].max(axis=1).fillna(0.0)
 
 
 def reliability_bins(y_true, y_pred, confidence, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
@@ -115,9 +116,11 @@ def expected_calibration_error(y_true, y_pred, confidence, n_bins: int = CALIBRA
 
 
 def one_off_accuracy(y_true, y_pred) -> float:
-    """Share of predicted age bins equal to the true bin or next to it."""
+    """Share of predicted age bins equal to the true bin or next to it (a missed face is neither)."""
     rank = {label: i for i, label in enumerate(labels.AGE_BIN_LABELS)}
-    distance = np.abs(np.array([rank[b] for b in y_true]) - np.array([rank[b] for b in y_pred]))
+    far = len(rank) + 1  # NO_FACE: further than one bin from every true bin
+    distance = np.abs(np.array([rank[b] for b in y_true]) - np.array([rank.get(b, far + rank[t])
+                                                                      for t, b in zip(y_true, y_pred)]))
     return float(np.mean(distance <= 1))
 
 

@@ -37,7 +37,7 @@ METRIC_NAMES = {
     "ece": "calibration error (ECE)", "one_off_accuracy": "right or next group",
 }
 SPECIAL_NAMES = {"age_mae": "age error (years, mean absolute)", f"age_within_{WITHIN_YEARS}":
-                 f"ages within {WITHIN_YEARS} years", "detection_missed_rate": "faces missed"}
+                 f"ages within {WITHIN_YEARS} years", "detection_missed_rate": "missed-face rate"}
 GROUPING_NAMES = {"race": "race", "gender": "gender", "age_bin": "age group", "race x gender": "race × gender",
                   "race x age_bin": "race × age group"}
 HEADLINE = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_bin_one_off_accuracy", "age_mae",
@@ -157,8 +157,9 @@ def summary_lines(result: EvaluationResult) -> list[str]:
 
     lines = [f"{overall['n']} faces: " + ", ".join(f"{name} {figure(key)}" for name, key in shown if key in overall)]
     by_race = result.by_group[result.by_group["grouping"] == "race"].set_index("group")
-    compared = (by_race[by_race["n"] >= result.min_group_size]["gender_accuracy"].dropna()
-                if "gender_accuracy" in by_race else pd.Series(dtype=float))
+    if "gender_accuracy" not in by_race:
+        return lines
+    compared = by_race[by_race["n"] >= result.min_group_size]["gender_accuracy"].dropna()
     if len(compared) >= 2:
         worst, best = compared.idxmin(), compared.idxmax()
         gap = result.gaps[(result.gaps["grouping"] == "race") & (result.gaps["metric"] == "gender_accuracy")]
@@ -379,6 +380,9 @@ def _age_mix_share(run: Run, gap: pd.Series) -> str | None:
 def story_gaps(result: EvaluationResult, limit: int = 6) -> pd.DataFrame:
     """The gaps the summary states: per STORY_METRICS figure, the largest across STORY_GROUPINGS."""
     gaps = result.gaps[result.gaps["metric"].isin(STORY_METRICS) & result.gaps["grouping"].isin(STORY_GROUPINGS)]
+    if gaps.empty:
+        return gaps
+    gaps = gaps[gaps["difference"] > 0]
     if gaps.empty:
         return gaps
     largest = gaps.loc[gaps.groupby("metric", sort=False)["difference"].idxmax()]
@@ -616,7 +620,7 @@ def _comparison_section(runs: list[Run]) -> Section:
 
 def _detail_sections(runs: list[Run], context: dict) -> list[Section]:
     result = runs[0].result
-    sections = [Section("About this evaluation", [_context_table(context)]),
+    sections = [Section("About this evaluation", [_context_table(context), *_joins(context)]),
                 Section("How each figure is defined", [_definitions(result)])]
     by_group = Section("Figures by group", [])
     charts = {}
@@ -640,6 +644,28 @@ def _detail_sections(runs: list[Run], context: dict) -> list[Section]:
         sections.append(_age_section(run, prefix, heading))
         sections.append(_odds_section(run.result, heading))
     return [s for s in sections if s.blocks]
+
+
+def _joins(context: dict) -> list:
+    """How an audit's prediction files were joined to the ground truth: matched, unmatched, mapped."""
+    if not context.get("joins"):
+        return []
+    rows, notes = [], []
+    for note in context["joins"]:
+        rows.append([note["estimator"], note["prediction_rows"], note["matched"], note["unmatched_rows"],
+                     note["truth_without_prediction"], note["duplicate_rows_dropped"], note.get("not_in_every_file", 0)])
+        if note["unmatched_examples"]:
+            notes.append(f"{note['estimator']}: rows matching no ground-truth photo, e.g. "
+                         + ", ".join(f"`{p}`" for p in note["unmatched_examples"]))
+        mapping = note.get("race_mapping")
+        if mapping and mapping.get("mapping"):
+            pairs = ", ".join(f"{k} → {v or 'no counterpart (counted wrong)'}" for k, v in mapping["mapping"].items())
+            notes.append(f"{note['estimator']}: races compared in {mapping['compared_in']} ({mapping['tool']} "
+                         f"predictions, {mapping['truth']} truth): {pairs}.")
+    return ["How each predictions file was joined to the ground truth (by photo path, relative path or file "
+            "name). Only photos present in every file are compared.",
+            Table(["estimator", "rows", "matched", "unmatched rows", "truth photos without a row",
+                   "duplicate rows dropped", "left out (not in every file)"], rows), *([notes] if notes else [])]
 
 
 def _slug(name: str) -> str:
