@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -94,21 +95,31 @@ def predictions_table(predictor: Predictor, records: list[FaceRecord],
 
 
 def evaluation_section(result: EvaluationResult, context: dict) -> dict:
-    """The compact `evaluation` section of model.json: what was evaluated, the overall, per-race and
-    per-race-x-gender figures, their gaps and the gender head's equalized-odds difference."""
+    """The compact `evaluation` section of model.json: what was evaluated and when, the overall, per-race
+    and per-race-x-gender figures with their 95% intervals, their gaps and the gender head's
+    equalized-odds difference."""
     kept = [m for m in BUNDLE_METRICS if m in result.overall]
 
     def by(grouping: str) -> dict:
         groups = result.by_group[result.by_group["grouping"] == grouping].set_index("group")
-        return json.loads(groups[["n", *kept]].round(4).to_json(orient="index"))
+        return json.loads(groups[["n", *[m for m in kept if m in groups]]].round(4).to_json(orient="index"))
+
+    def intervals(grouping: str) -> dict:
+        rows = result.intervals[(result.intervals["grouping"] == grouping) & result.intervals["metric"].isin(kept)]
+        return {group: {r.metric: [round(r.low, 4), round(r.high, 4)] for r in part.itertuples()
+                        if np.isfinite(r.low)} for group, part in rows.groupby("group", sort=False)}
 
     gaps = result.gaps[result.gaps["grouping"].isin(["race", "race x gender"]) & result.gaps["metric"].isin(kept)]
     return {
         **{key: context[key]
            for key in ("dataset", "split", "seed", "val_fraction", "test_fraction", "limit", "faces")},
+        "date": date.today().isoformat(),
         "min_group_size": result.min_group_size,
         "cross_taxonomy": result.cross_taxonomy,
         "overall": {m: round(result.overall[m], 4) for m in kept},
+        "intervals": {"bootstrap_resamples": result.n_boot, "unit": result.resampling,
+                      "overall": intervals("overall").get("all", {}), "by_race": intervals("race"),
+                      "by_race_gender": intervals("race x gender")},
         "by_race": by("race"),
         "by_race_gender": by("race x gender"),
         "gaps": json.loads(gaps.round(4).to_json(orient="records")),
@@ -119,10 +130,17 @@ def evaluation_section(result: EvaluationResult, context: dict) -> dict:
 
 
 def write_bundle_evaluation(bundle: str | Path | None, section: dict) -> Path:
-    """Replace the bundle's model.json `evaluation` section; returns the model.json path."""
+    """Record an evaluation in the bundle's model.json: on the training source's data set it replaces the
+    `evaluation` section; on any other data set it goes under `evaluation.other_datasets[<name>]`, so the
+    card lists every data set the model was evaluated on. Returns the model.json path."""
     path = resolve_bundle(bundle) / "model.json"
     info = read_bundle_info(bundle)
-    info.evaluation = section
+    source = str(info.training_data.get("dataset", "")).lower()
+    if source and section["dataset"].lower() != source and info.evaluation:
+        info.evaluation.setdefault("other_datasets", {})[section["dataset"]] = section
+    else:
+        section["other_datasets"] = info.evaluation.get("other_datasets", {})
+        info.evaluation = section
     path.write_text(info.to_json())
     return path
 
