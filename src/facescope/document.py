@@ -180,8 +180,10 @@ def _html_table(table: Table) -> str:
                    for c, n in zip(table.columns, numeric))
     rows = []
     for row, muted in zip(table.rows, table.muted or [False] * len(table.rows)):
-        cells = "".join(f'<td class="{"num" if n else ""}">{html.escape(c if isinstance(c, str) else format_number(c))}'
-                        f"</td>" for c, n in zip(row, numeric))
+        texts = [c if isinstance(c, str) else format_number(c) for c in row]
+        # Short cells ("93.6% (92.6% – 94.7%)") never wrap: a wide table scrolls instead of breaking figures.
+        cells = "".join(f'<td class="{"num" if n else ""}{" nw" if len(t) <= 32 else ""}">{_inline(t)}</td>'
+                        for t, n in zip(texts, numeric))
         rows.append(f'<tr class="{"muted" if muted else ""}">{cells}</tr>')
     caption = f"<caption>{_inline(table.caption)}</caption>" if table.caption else ""
     return (f'<div class="table"><table>{caption}<thead><tr>{head}</tr></thead>'
@@ -202,9 +204,10 @@ h1 {{ font-size: 1.7rem; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom:
 table {{ border-collapse: collapse; font-size: .9rem; }}
 caption {{ text-align: left; font-style: italic; padding-bottom: .3rem; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertical-align: top; }}
-th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+th {{ background: #f3f3f3; }} td.nw {{ white-space: nowrap; }} .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 tr.muted td {{ color: #999; font-style: italic; }}
-figure {{ margin: 1rem 0; }} img {{ max-width: 100%; height: auto; }}
+figure {{ margin: 1rem 0; overflow-x: auto; }} img {{ max-width: 100%; height: auto; }}
+@media (max-width: 48rem) {{ figure img {{ max-width: none; }} }}  /* phones: scroll a wide chart, never shrink it */
 code {{ background: #f3f3f3; padding: 0 .2rem; }}
 </style>
 </head>

@@ -98,13 +98,19 @@ def show_difference(metric: str, value: float) -> str:
     return f"{value:.2f} years" if metric.endswith("_mae") else f"{value:.3f}"
 
 
+def _fixed(value: float, digits: int) -> str:
+    """A number to `digits` decimals, never "-0.0"."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def show_interval(metric: str, low: float, high: float, difference: bool = False) -> str:
     if low is None or math.isnan(low):
         return "–"
     if difference:
         scale = 100 if is_share(metric) else 1
         digits = 1 if is_share(metric) else (2 if metric.endswith("_mae") else 3)
-        return f"{scale * low:.{digits}f} to {scale * high:.{digits}f}"
+        return f"{_fixed(scale * low, digits)} to {_fixed(scale * high, digits)}"
     return f"{show(metric, low)} – {show(metric, high)}"
 
 
@@ -298,7 +304,7 @@ def _plot_dots(runs: list[Run], grouping: str, metrics: list[str], axis_label: s
     axes_list[0].invert_yaxis()
     if len(runs) > 1:
         axes_list[-1].legend(fontsize=9, loc="best")
-    figure.suptitle(f"By {GROUPING_NAMES[grouping]}: estimate and 95% interval "
+    figure.suptitle(f"By {GROUPING_NAMES[grouping]}: estimate and 95% interval\n"
                     f"(grey, hollow: fewer than {minimum} faces, not compared)", fontsize=11)
     return _png(figure, name, f"{', '.join(metric_name(m) for m in metrics)} by {GROUPING_NAMES[grouping]}, "
                               "with 95% intervals")
