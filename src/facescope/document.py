@@ -54,10 +54,17 @@ class Table:
     muted: list[bool] = field(default_factory=list)  # rows shown greyed (too small to compare)
 
     def to_dict(self) -> dict:
-        return {"columns": list(self.columns),
-                "rows": [[c if isinstance(c, (str, int, float)) and not (isinstance(c, float) and math.isnan(c))
-                          else (None if c is None or isinstance(c, float) else str(c)) for c in row]
-                         for row in self.rows]}
+        """JSON-able: numbers as numbers (numpy's as Python's), NaN as None, anything else as text."""
+        return {"columns": list(self.columns), "rows": [[_json_cell(c) for c in row] for row in self.rows]}
+
+
+def _json_cell(cell: Cell) -> str | int | float | None:
+    if cell is None or isinstance(cell, str):
+        return cell
+    if isinstance(cell, Number) and not isinstance(cell, bool):
+        value = cell.item() if hasattr(cell, "item") else cell
+        return None if isinstance(value, float) and math.isnan(value) else value
+    return str(cell)
 
 
 @dataclass
