@@ -159,7 +159,8 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str = "tes
     table, cross_taxonomy, unreadable = predictions_table(predictor, records, dataset.taxonomy)
     result = evaluate(table, min_group_size, cross_taxonomy, n_boot=n_boot, seed=seed)
     context = {
-        "model": predictor.info.name, "bundle": str(bundle), "data": str(data), "dataset": Path(data).name,
+        "model": predictor.info.name, "bundle": str(model) if model else "default (bundled with facescope)",
+        "data": str(data), "dataset": Path(data).name,
         "format": dataset.format, "data_taxonomy": dataset.taxonomy, "model_taxonomy": predictor.info.race_taxonomy,
         "age_mode": predictor.info.age_mode, "split": split, "split_made_by": how, "seed": seed,
         "val_fraction": val_fraction, "test_fraction": test_fraction, "limit": limit, "faces": len(table),
