@@ -10,7 +10,6 @@ from fairlearn.metrics import MetricFrame
 from scipy.stats import binom
 from sklearn.metrics import accuracy_score
 
-from facescope import labels
 from facescope.evaluation.metrics import GROUPINGS, OVERALL, bootstrap_replicates, evaluate, metrics_by_group
 from facescope.evaluation.uncertainty import percentile_interval, resample_weights
 from tests.test_evaluation import crafted_table

@@ -89,7 +89,7 @@ def _title(stats: dict) -> str:
     return f"{name} ({kind}{info['records']:,} faces)"
 
 
-def _cross_table(stats: dict, key: str, columns_name: str) -> Table:
+def _cross_table(stats: dict, key: str) -> Table:
     table = pd.DataFrame.from_dict(stats[key], orient="index").fillna(0).astype(int)
     rows = [[race, *[int(v) for v in values], int(values.sum())] for race, values in table.iterrows()]
     small = int((table.to_numpy() < SMALL_CELL).sum())
@@ -114,11 +114,10 @@ def _document(stats: dict, images: dict[str, Image]) -> Document:
         sections.append(Section("Age in years", [images["age_histogram"],
                                                  f"Min {a['min']:g}, median {a['median']:g}, mean {a['mean']:g}, "
                                                  f"max {a['max']:g}."]))
-    for key, title, columns_name in (("race_x_gender", "Race x gender", "gender"),
-                                     ("race_x_age_bin", "Race x age group", "age group")):
+    for key, title in (("race_x_gender", "Race x gender"), ("race_x_age_bin", "Race x age group")):
         if stats[key]:
             blocks = [images[k] for k in (key, f"{key}_share") if k in images]
-            sections.append(Section(title, [*blocks, _cross_table(stats, key, columns_name)]))
+            sections.append(Section(title, [*blocks, _cross_table(stats, key)]))
     balance = [[NAMES.get(k, k.replace("_x_", " x ").replace("_", " ")), v["largest"], v["smallest"],
                 v["largest_over_smallest"]] for k, v in stats["balance"].items() if v]
     sections.append(Section("Balance (largest group over smallest)",
