@@ -112,7 +112,8 @@ def evaluation_section(result: EvaluationResult, context: dict) -> dict:
     gaps = result.gaps[result.gaps["grouping"].isin(["race", "race x gender"]) & result.gaps["metric"].isin(kept)]
     return {
         **{key: context[key]
-           for key in ("dataset", "split", "seed", "val_fraction", "test_fraction", "limit", "faces")},
+           for key in ("dataset", "source_dataset", "split", "seed", "val_fraction", "test_fraction", "limit",
+                       "faces")},
         "date": date.today().isoformat(),
         "min_group_size": result.min_group_size,
         "cross_taxonomy": result.cross_taxonomy,
@@ -130,13 +131,14 @@ def evaluation_section(result: EvaluationResult, context: dict) -> dict:
 
 
 def write_bundle_evaluation(bundle: str | Path | None, section: dict) -> Path:
-    """Record an evaluation in the bundle's model.json: on the training source's data set it replaces the
-    `evaluation` section; on any other data set it goes under `evaluation.other_datasets[<name>]`, so the
-    card lists every data set the model was evaluated on. Returns the model.json path."""
+    """Record an evaluation in the bundle's model.json: on the training source's data set (a split
+    manifest counts as the data set it was made from) it replaces the `evaluation` section; on any other
+    data set it goes under `evaluation.other_datasets[<name>]`, so the card lists every data set the model
+    was evaluated on. Returns the model.json path."""
     path = resolve_bundle(bundle) / "model.json"
     info = read_bundle_info(bundle)
     source = str(info.training_data.get("dataset", "")).lower()
-    if source and section["dataset"].lower() != source and info.evaluation:
+    if source and section["source_dataset"].lower() != source and info.evaluation:
         info.evaluation.setdefault("other_datasets", {})[section["dataset"]] = section
     else:
         section["other_datasets"] = info.evaluation.get("other_datasets", {})
@@ -160,7 +162,7 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str = "tes
     result = evaluate(table, min_group_size, cross_taxonomy, n_boot=n_boot, seed=seed)
     context = {
         "model": predictor.info.name, "bundle": str(model) if model else "default (bundled with facescope)",
-        "data": str(data), "dataset": Path(data).name,
+        "data": str(data), "dataset": Path(data).name, "source_dataset": dataset.source_format,
         "format": dataset.format, "data_taxonomy": dataset.taxonomy, "model_taxonomy": predictor.info.race_taxonomy,
         "age_mode": predictor.info.age_mode, "split": split, "split_made_by": how, "seed": seed,
         "val_fraction": val_fraction, "test_fraction": test_fraction, "limit": limit, "faces": len(table),

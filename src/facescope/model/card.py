@@ -210,7 +210,8 @@ def card_document(info: BundleInfo) -> Document:
     evaluated = [evaluation] + list(evaluation.get("other_datasets", {}).values()) if evaluation else []
     evaluation_data = Section("Evaluation data", [
         [f"{e.get('dataset')}: {format_number(e.get('faces'))} faces, {e.get('split')} split"
-         + (" (held out from training)" if str(e.get("dataset", "")).lower() == str(source).lower() else
+         + (" (held out from training)" if str(e.get("source_dataset", e.get("dataset", ""))).lower()
+            == str(source).lower() else
             " (another source than the training data)")
          + (f". {DATASET_NOTES[str(e.get('dataset')).lower()]}" if str(e.get("dataset")).lower() in DATASET_NOTES
             else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
