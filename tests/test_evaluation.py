@@ -272,5 +272,7 @@ def test_evaluate_command_writes_the_report_and_the_bundle_section(utkface_dir, 
     assert set(section["by_race"]) == {row["group"] for row in by_race}
     card = (bundle / "MODEL_CARD.md").read_text()
     assert "## It must not be used for" in card and "### By race x gender" in card
-    assert f"| gender_accuracy | {section['overall']['gender_accuracy']:.3f} |" in card
+    low, high = section["intervals"]["overall"]["gender_accuracy"]
+    assert (f"| gender accuracy | {100 * section['overall']['gender_accuracy']:.1f}% "
+            f"({100 * low:.1f}% – {100 * high:.1f}%) |") in card
     assert all("/" in group for group in section["by_race_gender"])

@@ -44,6 +44,8 @@ VERBS: dict[str, Verb] = {
     "serve": Verb("facescope.cli.serve:serve_command", "Serve the web page and the REST API."),
     "evaluate": Verb("facescope.cli.evaluate:evaluate_command",
                      "Figures overall and per group for a model on a labelled dataset."),
+    "audit": Verb("facescope.cli.audit:audit_command",
+                  "Audit any tool's predictions per group against a labelled dataset, side by side."),
     "data": Verb("facescope.cli.data:app", "Look at a dataset's balance; make a reproducible split."),
     "train": Verb("facescope.cli.train:train_command",
                   "Train the multi-task network and export a model bundle (needs PyTorch)."),

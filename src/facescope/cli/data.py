@@ -45,10 +45,9 @@ def stats_command(
     dataset = load_dataset(path, format, taxonomy)
     stats = write_stats(dataset, output)
     info = stats["dataset"]
+    # The skipped entries are named once, by the loader's warning, and all of them in the report.
     console.print(f"[bold]{info['records']:,}[/] records ({info['format']}, {info['taxonomy']}), "
                   f"{info['skipped']} malformed entries skipped")
-    for entry in stats["skipped"][:20]:
-        console.print(f"  skipped [yellow]{entry['name']}[/]: {entry['reason']}")
     for name, rows in stats["counts"].items():
         table = Table(title=f"by {name.replace('_', ' ')}")
         for column in (name, "count", "share"):
@@ -58,9 +57,9 @@ def stats_command(
         console.print(table)
     for grouping, balance in stats["balance"].items():
         if balance:
-            console.print(f"balance by {grouping}: {balance['largest']} / {balance['smallest']} = "
-                          f"{balance['largest_over_smallest']}")
-    console.print(f"report: {output / 'report.md'}, {output / 'stats.json'}")
+            console.print(f"balance by {grouping.replace('_x_', ' x ').replace('_', ' ')}: largest {balance['largest']}, "
+                          f"smallest {balance['smallest']}, ratio {balance['largest_over_smallest']}")
+    console.print(f"report: {output / 'report.html'} (and report.md), {output / 'stats.json'}")
 
 
 @app.command("split", short_help="A reproducible train/val/test split, stratified by race x gender.")

@@ -29,13 +29,16 @@ def evaluate_command(
     test_fraction: Annotated[float, typer.Option(help="Test share of the split (as in training).")] = 0.1,
     output: Annotated[Path | None, typer.Option(help="Report folder.", show_default="reports/<model name>")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate a seeded sample of N faces of the split.")] = None,
-    min_group_size: Annotated[int, typer.Option(min=1, help="Groups smaller than this are listed but left out "
-                                                            "of gap figures.")] = 20,
+    min_group_size: Annotated[int, typer.Option(min=1, help="Groups smaller than this are listed (greyed) but "
+                                                            "left out of gap figures.")] = 30,
+    n_boot: Annotated[int, typer.Option(min=0, help="Bootstrap resamples behind the 95% intervals "
+                                                    "(0: no intervals).")] = 1000,
     update_bundle: Annotated[bool, typer.Option("--update-bundle", help="Write the figures into the bundle's "
                                                                         "model.json evaluation section.")] = False,
 ) -> None:
-    """Evaluate a model: accuracy, calibration and age error overall and by race, gender and age, with
-    the gaps between groups; writes report.md, metrics.json and figures.
+    """Evaluate a model: accuracy, calibration and age error overall and by race, gender and age, with the
+    gaps between groups, each with a 95% bootstrap interval; writes report.html (self-contained), report.md,
+    metrics.json, predictions.csv and the figures.
 
     The summary goes to stdout, the report to --output. Needs the `train` extra (scikit-learn, fairlearn).
 
@@ -50,10 +53,11 @@ def evaluate_command(
     result, folder = run_evaluation(
         model, data, split=Split(split).value, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
         output=output, limit=limit, min_group_size=min_group_size, update_bundle=update_bundle,
+        n_boot=n_boot,
     )
     for line in summary_lines(result):
         typer.echo(line)
     if result.cross_taxonomy:
         note = result.cross_taxonomy
         typer.echo(f"truth races mapped {note['source']} -> {note['target']}: {note['rows_dropped']} faces dropped")
-    typer.echo(f"report: {folder / 'report.md'}")
+    typer.echo(f"report: {folder / 'report.html'} (and report.md)")

@@ -3,15 +3,18 @@
 The table has one row a face: truth (`gender`, `race`, `age_years`, `age_bin`; missing where the data
 lacks it), predictions (`pred_gender`, `pred_race`, `pred_age_years`, NaN for a bins-only model, and
 `pred_age_bin`) and probabilities (`p_gender_<label>`, `p_race_<label>`, `p_age_bin_<label>`, in the
-model's label order). Per-group figures come from fairlearn's MetricFrame, one per task, so every
-figure has one definition whether it is taken overall or by group.
+model's label order; optional: a tool that gives no probabilities has no calibration figures). An
+audit of another tool adds `face_found` (False where it found no face: its labels are then NO_FACE,
+wrong on every head) and may add `person` (the bootstrap then resamples people). Per-group figures come
+from fairlearn's MetricFrame, one per task, so every figure has one definition whether it is taken
+overall or by group; their bootstrap intervals come from uncertainty.py.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -20,6 +23,9 @@ from fairlearn.metrics import MetricFrame, equalized_odds_difference, false_posi
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, mean_absolute_error
 
 from facescope import labels
+from facescope.evaluation.uncertainty import (
+    N_BOOT, NO_FACE, WeightedFigures, percentile_interval, resample_weights, resampling_unit,
+)
 
 HEADS = ("gender", "race", "age_bin")  # the classification heads, named by their truth column
 GROUPINGS: dict[str, tuple[str, ...]] = {
@@ -31,23 +37,60 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
 }
 CALIBRATION_BINS = 15
 WITHIN_YEARS = 5
-MIN_GROUP_SIZE = 20
+MIN_GROUP_SIZE = 30
 POSITIVE_GENDER = "Female"  # the positive label of the gender head's equalized odds
 STANDARDISED_METRICS = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae")
 GROUP_COLUMNS = ("grouping", "group", "race", "gender", "age_bin", "n")  # the labels and size of a group
 GAP_COLUMNS = ["grouping", "metric", "groups", "lowest_group", "lowest", "highest_group", "highest",
-               "difference", "ratio"]
+               "difference", "ratio", "difference_low", "difference_high"]
+INTERVAL_COLUMNS = ["grouping", "group", "metric", "low", "high"]
+OVERALL = ("overall", "all")  # the (grouping, group) key of the whole table
 
 
 def head_labels(table: pd.DataFrame, head: str) -> list[str]:
-    """A head's labels in the model's order, read from its probability columns."""
+    """A head's labels in the model's order, read from its probability columns; for a tool that gives
+    no probabilities, the schema's labels (genders, age bins, the race taxonomy holding every label)."""
     prefix = f"p_{head}_"
-    return [column.removeprefix(prefix) for column in table.columns if column.startswith(prefix)]
+    found = [column.removeprefix(prefix) for column in table.columns if column.startswith(prefix)]
+    if found:
+        return found
+    if head == "gender":
+        return list(labels.GENDERS)
+    if head == "age_bin":
+        return list(labels.AGE_BIN_LABELS)
+    truth = set(table[head].dropna())
+    predicted = set(table[f"pred_{head}"].dropna()) - {NO_FACE} if f"pred_{head}" in table else set()
+    for seen in (truth | predicted, truth):  # a predicted label outside the truth's taxonomy is just wrong
+        for taxonomy in labels.TAXONOMIES.values():
+            if seen <= set(taxonomy.labels):
+                return list(taxonomy.labels)
+    return sorted(truth)
+
+
+def evaluated_heads(table: pd.DataFrame) -> list[str]:
+    """The heads with both truth and predictions in the table (a tool may predict only some)."""
+    return [head for head in HEADS if head in table and f"pred_{head}" in table and table[head].notna().any()]
+
+
+def has_probabilities(table: pd.DataFrame, head: str) -> bool:
+    return any(column.startswith(f"p_{head}_") for column in table.columns)
+
+
+def missed_rate(y_true, y_pred) -> float:
+    """Share of photos on which the tool found no face (y_true: True where it found none)."""
+    return float(np.mean(np.asarray(y_true, dtype=bool)))
+
+
+def degenerate_metrics(columns: tuple[str, ...]) -> set[str]:
+    """Figures not computed within the groups of a grouping: a head whose truth the grouping fixes has a
+    single true class in each group, so its balanced accuracy is its accuracy and its macro-F1 is
+    meaningless (race macro-F1 within one race)."""
+    return {f"{head}_{metric}" for head in columns if head in HEADS for metric in ("balanced_accuracy", "macro_f1")}
 
 
 def top_confidence(table: pd.DataFrame, head: str) -> pd.Series:
-    """The probability of each row's most likely label (top-label confidence)."""
-    return table[[f"p_{head}_{label}" for label in head_labels(table, head)]].max(axis=1)
+    """The probability of each row's most likely label (top-label confidence; 0 for a missed face)."""
+    return table[[f"p_{head}_{label}" for label in head_labels(table, head)]].max(axis=1).fillna(0.0)
 
 
 def reliability_bins(y_true, y_pred, confidence, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
@@ -73,9 +116,11 @@ def expected_calibration_error(y_true, y_pred, confidence, n_bins: int = CALIBRA
 
 
 def one_off_accuracy(y_true, y_pred) -> float:
-    """Share of predicted age bins equal to the true bin or next to it."""
+    """Share of predicted age bins equal to the true bin or next to it (a missed face is neither)."""
     rank = {label: i for i, label in enumerate(labels.AGE_BIN_LABELS)}
-    distance = np.abs(np.array([rank[b] for b in y_true]) - np.array([rank[b] for b in y_pred]))
+    far = len(rank) + 1  # NO_FACE: further than one bin from every true bin
+    distance = np.abs(np.array([rank[b] for b in y_true]) - np.array([rank.get(b, far + rank[t])
+                                                                      for t, b in zip(y_true, y_pred)]))
     return float(np.mean(distance <= 1))
 
 
@@ -84,10 +129,12 @@ def within_years(y_true, y_pred, years: float = WITHIN_YEARS) -> float:
     return float(np.mean(np.abs(np.asarray(y_true, dtype=float) - np.asarray(y_pred, dtype=float)) <= years))
 
 
-def _metric_frames(table: pd.DataFrame, features: pd.Series | pd.DataFrame) -> dict[str, MetricFrame]:
-    """One MetricFrame per task ("gender", "race", "age_bin", "age"), over the rows that have its truth."""
+def _metric_frames(table: pd.DataFrame, features: pd.Series | pd.DataFrame,
+                   skip: set[str] = frozenset()) -> dict[str, MetricFrame]:
+    """One MetricFrame per task ("gender", "race", "age_bin", "age", and "detection" in an audit), over
+    the rows that have its truth; figures named in `skip` (degenerate_metrics) left out."""
     frames = {}
-    for head in HEADS:
+    for head in evaluated_heads(table):
         rows = table[table[head].notna()]
         if rows.empty:
             continue
@@ -101,18 +148,25 @@ def _metric_frames(table: pd.DataFrame, features: pd.Series | pd.DataFrame) -> d
         }
         if head == "age_bin":
             metrics["one_off_accuracy"] = one_off_accuracy
+        metrics = {name: metric for name, metric in metrics.items() if f"{head}_{name}" not in skip}
+        calibrated = has_probabilities(rows, head)
+        if not calibrated:
+            del metrics["ece"]
         frames[head] = MetricFrame(
             metrics=metrics, y_true=rows[head], y_pred=rows[f"pred_{head}"],
             sensitive_features=features.loc[rows.index],
-            sample_params={"ece": {"confidence": top_confidence(rows, head)}},
+            sample_params={"ece": {"confidence": top_confidence(rows, head)}} if calibrated else None,
         )
-    rows = table[table["age_years"].notna() & table["pred_age_years"].notna()]
-    if not rows.empty:
+    rows = table[table["age_years"].notna() & table["pred_age_years"].notna()] if "pred_age_years" in table else []
+    if len(rows):
         frames["age"] = MetricFrame(
             metrics={"mae": mean_absolute_error, f"within_{WITHIN_YEARS}": within_years},
             y_true=rows["age_years"].astype(float), y_pred=rows["pred_age_years"].astype(float),
             sensitive_features=features.loc[rows.index],
         )
+    if "face_found" in table:
+        frames["detection"] = MetricFrame(metrics={"missed_rate": missed_rate}, y_true=~table["face_found"].astype(bool),
+                                          y_pred=~table["face_found"].astype(bool), sensitive_features=features)
     return frames
 
 
@@ -138,7 +192,7 @@ def metrics_by_group(table: pd.DataFrame) -> pd.DataFrame:
     for grouping, columns in GROUPINGS.items():
         rows = table.dropna(subset=list(columns))
         features = rows[list(columns)]
-        frames = _metric_frames(rows, features)
+        frames = _metric_frames(rows, features, degenerate_metrics(columns))
         figures = pd.concat([frame.by_group.add_prefix(f"{task}_") for task, frame in frames.items()], axis=1)
         part = rows.groupby(list(columns)).size().rename("n").to_frame().join(figures).reset_index()
         part = part.sort_values(list(columns), key=lambda values: values.map(rank[values.name]), kind="stable")
@@ -154,9 +208,11 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in GROUP_COLUMNS]
 
 
-def group_gaps(by_group: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
+def group_gaps(by_group: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
+               replicates: dict | None = None) -> pd.DataFrame:
     """Per grouping and figure, across the groups of at least `min_group_size` rows: the lowest and
-    highest group, their difference (max - min) and ratio (min / max)."""
+    highest group, their difference (max - min) and ratio (min / max), and the 95% bootstrap interval of
+    the difference between those two groups (from `replicates`, bootstrap_replicates' answer)."""
     gaps = []
     for grouping, groups in by_group.groupby("grouping", sort=False):
         compared = groups[groups["n"] >= min_group_size].set_index("group")
@@ -165,10 +221,15 @@ def group_gaps(by_group: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE) -> 
             if len(values) < 2:
                 continue
             lowest, highest = values.min(), values.max()
+            low_group, high_group = values.idxmin(), values.idxmax()
+            difference = (replicates[(grouping, high_group)][metric] - replicates[(grouping, low_group)][metric]
+                          if replicates else np.array([]))
+            difference_low, difference_high = percentile_interval(difference) if len(difference) else (np.nan, np.nan)
             gaps.append({
                 "grouping": grouping, "metric": metric, "groups": len(values),
-                "lowest_group": values.idxmin(), "lowest": lowest, "highest_group": values.idxmax(), "highest": highest,
+                "lowest_group": low_group, "lowest": lowest, "highest_group": high_group, "highest": highest,
                 "difference": highest - lowest, "ratio": lowest / highest if highest > 0 else np.nan,
+                "difference_low": difference_low, "difference_high": difference_high,
             })
     return pd.DataFrame(gaps, columns=GAP_COLUMNS)
 
@@ -180,7 +241,7 @@ def gender_equalized_odds(table: pd.DataFrame, min_group_size: int = MIN_GROUP_S
     sizes = rows["race"].value_counts()
     rows = rows[rows["race"].isin(sizes[sizes >= min_group_size].index)]
     result = {"positive_label": POSITIVE_GENDER, "min_group_size": min_group_size, "difference": None, "by_race": []}
-    if rows["race"].nunique() < 2:
+    if rows["race"].nunique() < 2 or "gender" not in evaluated_heads(table):
         return result
     y_true = (rows["gender"] == POSITIVE_GENDER).astype(int)
     y_pred = (rows["pred_gender"] == POSITIVE_GENDER).astype(int)
@@ -196,8 +257,9 @@ def _row_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Per row, what the standardised figures average: 1/0 for a correct / wrong label, the absolute age
     error; NaN where the row lacks the truth."""
     scores = {f"{head}_accuracy": (table[head] == table[f"pred_{head}"]).astype(float).where(table[head].notna())
-              for head in HEADS}
-    scores["age_mae"] = (table["age_years"].astype(float) - table["pred_age_years"].astype(float)).abs()
+              for head in evaluated_heads(table)}
+    if "pred_age_years" in table:
+        scores["age_mae"] = (table["age_years"].astype(float) - table["pred_age_years"].astype(float)).abs()
     return pd.DataFrame(scores, index=table.index)
 
 
@@ -224,7 +286,7 @@ def age_standardised(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE) 
     scores = _row_scores(rows)
     present = set(rows["race"])
     figures = []
-    for metric in STANDARDISED_METRICS:
+    for metric in [m for m in STANDARDISED_METRICS if m in scores]:
         for race in [r for r in _label_rank(table)["race"] if r in present]:
             values = scores.loc[rows["race"] == race, metric].dropna()
             if values.empty:
@@ -247,6 +309,24 @@ def age_standardised(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE) 
                            pd.DataFrame(gaps, columns=["metric", "races", "raw_gap", "standardised_gap", "reading"]))
 
 
+def standardised_figure(table: pd.DataFrame, grouping: str, group: str, metric: str) -> float:
+    """A group's figure with the whole set's age-bin mix (direct standardisation, as age_standardised
+    does per race), for any group of GROUPINGS; NaN where the group has no such figure."""
+    rows = table.dropna(subset=["race", "age_bin"])
+    reference = rows["age_bin"].value_counts(normalize=True)
+    columns = list(GROUPINGS[grouping])
+    members = rows[rows[columns].astype(str).agg(" / ".join, axis=1) == group]
+    scores = _row_scores(members)
+    if metric not in scores:
+        return np.nan
+    values = scores[metric].dropna()
+    if values.empty:
+        return np.nan
+    by_bin = values.groupby(members.loc[values.index, "age_bin"]).mean()
+    weights = reference[by_bin.index]
+    return float((by_bin * weights).sum() / weights.sum())
+
+
 def _standardised_reading(metric: str, raw_gap: float, standardised_gap: float) -> str:
     """One sentence: how much of a between-race gap the races' different age mixes account for."""
     def amount(value: float) -> str:
@@ -267,26 +347,47 @@ def confusion_matrices(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per head, the confusion matrix normalised per true class: rows = truth (classes present),
     columns = prediction (all the head's labels)."""
     matrices = {}
-    for head in HEADS:
+    for head in evaluated_heads(table):
         rows = table[table[head].notna()]
         if rows.empty:
             continue
         head_order = head_labels(table, head)
         matrix = pd.crosstab(rows[head], rows[f"pred_{head}"], normalize="index")
+        columns = head_order + ([NO_FACE] if NO_FACE in matrix.columns else [])
         matrices[head] = matrix.reindex(index=[label for label in head_order if label in matrix.index],
-                                        columns=head_order, fill_value=0.0)
+                                        columns=columns, fill_value=0.0)
     return matrices
 
 
+CALIBRATION_COLUMNS = ["head", "lower", "upper", "n", "mean_confidence", "accuracy"]
+CALIBRATION_GROUPINGS = ("race", "gender")  # the groupings whose groups get their own reliability data
+
+
 def calibration_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Reliability-diagram data of every head: head, lower, upper, n, mean_confidence, accuracy."""
+    """Reliability-diagram data of every head with probabilities: head, lower, upper, n,
+    mean_confidence, accuracy."""
     parts = []
-    for head in HEADS:
+    for head in evaluated_heads(table):
         rows = table[table[head].notna()]
-        if not rows.empty:
+        if not rows.empty and has_probabilities(rows, head):
             bins = reliability_bins(rows[head], rows[f"pred_{head}"], top_confidence(rows, head))
             parts.append(bins.assign(head=head))
-    return pd.concat(parts, ignore_index=True)[["head", "lower", "upper", "n", "mean_confidence", "accuracy"]]
+    return (pd.concat(parts, ignore_index=True)[CALIBRATION_COLUMNS] if parts
+            else pd.DataFrame(columns=CALIBRATION_COLUMNS))
+
+
+def calibration_by_group(table: pd.DataFrame) -> pd.DataFrame:
+    """calibration_table per group of CALIBRATION_GROUPINGS: grouping, group, then its columns."""
+    parts = []
+    for grouping in CALIBRATION_GROUPINGS:
+        if grouping not in table:
+            continue
+        for group, rows in table.dropna(subset=[grouping]).groupby(grouping, sort=False):
+            part = calibration_table(rows)
+            if len(part):
+                parts.append(part.assign(grouping=grouping, group=group))
+    columns = ["grouping", "group", *CALIBRATION_COLUMNS]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
 def map_truth_races(table: pd.DataFrame, source: str, target: str) -> tuple[pd.DataFrame, dict]:
@@ -305,7 +406,7 @@ def map_truth_races(table: pd.DataFrame, source: str, target: str) -> tuple[pd.D
 
 
 def _check_labels(table: pd.DataFrame) -> None:
-    for head in HEADS:
+    for head in evaluated_heads(table):
         unknown = set(table[head].dropna()) - set(head_labels(table, head))
         if unknown:
             raise ValueError(f"truth {head} labels {sorted(unknown)} are not the model's; "
@@ -321,6 +422,30 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return _json(frame, orient="records")
 
 
+def bootstrap_replicates(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """{(grouping, group): {figure: (n_boot,) values over resamples}} for the whole table (OVERALL) and
+    every group of GROUPINGS; the same resamples for every group, so differences between groups (and
+    between tools audited on the same photos) are paired."""
+    weights = resample_weights(table, n_boot, seed)
+    engine = WeightedFigures(table, {head: head_labels(table, head) for head in evaluated_heads(table)},
+                             CALIBRATION_BINS, WITHIN_YEARS)
+    replicates = {OVERALL: engine.figures(np.ones(len(table), dtype=bool), weights)}
+    for grouping, columns in GROUPINGS.items():
+        complete = table[list(columns)].notna().all(axis=1).to_numpy()
+        keys = table[list(columns)].astype(str).agg(" / ".join, axis=1).to_numpy()
+        for group in pd.unique(keys[complete]):
+            replicates[(grouping, group)] = engine.figures(complete & (keys == group), weights,
+                                                           degenerate_metrics(columns))
+    return replicates
+
+
+def interval_table(replicates: dict) -> pd.DataFrame:
+    """The 95% percentile interval of every figure of every group: grouping, group, metric, low, high."""
+    rows = [(grouping, group, metric, *percentile_interval(values))
+            for (grouping, group), figures in replicates.items() for metric, values in figures.items()]
+    return pd.DataFrame(rows, columns=INTERVAL_COLUMNS)
+
+
 @dataclass
 class EvaluationResult:
     overall: dict[str, float]
@@ -332,6 +457,17 @@ class EvaluationResult:
     equalized_odds: dict
     min_group_size: int
     cross_taxonomy: dict | None = None
+    intervals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INTERVAL_COLUMNS))
+    n_boot: int = 0
+    resampling: str = "face"
+    replicates: dict = field(default_factory=dict, repr=False)
+    calibration_groups: pd.DataFrame = field(default_factory=pd.DataFrame)  # calibration_by_group's answer  # bootstrap_replicates' answer; not serialised
+
+    def interval(self, metric: str, grouping: str = OVERALL[0], group: str = OVERALL[1]) -> tuple[float, float]:
+        """The 95% interval of one figure ((NaN, NaN) without a bootstrap)."""
+        rows = self.intervals[(self.intervals["grouping"] == grouping) & (self.intervals["group"] == group)
+                              & (self.intervals["metric"] == metric)]
+        return (float(rows.iloc[0]["low"]), float(rows.iloc[0]["high"])) if len(rows) else (np.nan, np.nan)
 
     def to_dict(self) -> dict:
         return {
@@ -344,27 +480,36 @@ class EvaluationResult:
             "calibration": _records(self.calibration),
             "confusion": {head: _json(matrix) for head, matrix in self.confusion.items()},
             "cross_taxonomy": self.cross_taxonomy,
+            "bootstrap": {"resamples": self.n_boot, "unit": self.resampling, "quantiles": [0.025, 0.975]},
+            "intervals": _records(self.intervals),
         }
 
 
 def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
-             cross_taxonomy: dict | None = None) -> EvaluationResult:
-    """Every figure of the audit for one predictions table. `cross_taxonomy` is map_truth_races' note,
-    carried into the result where the truth races were mapped."""
+             cross_taxonomy: dict | None = None, n_boot: int = N_BOOT, seed: int = 0) -> EvaluationResult:
+    """Every figure of the audit for one predictions table, with 95% bootstrap intervals from `n_boot`
+    resamples (0: none). `cross_taxonomy` is map_truth_races' note, carried into the result where the
+    truth races were mapped."""
     _check_labels(table)
     with warnings.catch_warnings():
         # A group holding one true class (every by-gender group, for the gender head) makes sklearn warn
         # on each call; its balanced accuracy is then that class's recall, which is what we want.
         warnings.simplefilter("ignore", UserWarning)
         by_group = metrics_by_group(table)
+        replicates = bootstrap_replicates(table, n_boot, seed) if n_boot else {}
         return EvaluationResult(
             overall=overall_metrics(table),
             by_group=by_group,
-            gaps=group_gaps(by_group, min_group_size),
+            gaps=group_gaps(by_group, min_group_size, replicates),
             calibration=calibration_table(table),
             confusion=confusion_matrices(table),
             age_standardised=age_standardised(table, min_group_size),
             equalized_odds=gender_equalized_odds(table, min_group_size),
             min_group_size=min_group_size,
             cross_taxonomy=cross_taxonomy,
+            intervals=interval_table(replicates) if replicates else pd.DataFrame(columns=INTERVAL_COLUMNS),
+            n_boot=n_boot,
+            resampling=resampling_unit(table),
+            replicates=replicates,
+            calibration_groups=calibration_by_group(table),
         )

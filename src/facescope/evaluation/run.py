@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from facescope.data import FaceRecord, LoadedDataset, load_dataset
 from facescope.data.splits import SPLITS, assign_splits
 from facescope.evaluation.metrics import MIN_GROUP_SIZE, EvaluationResult, evaluate, map_truth_races
 from facescope.evaluation.report import write_report
+from facescope.evaluation.uncertainty import N_BOOT
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import Estimates
 from facescope.bundles import read_bundle_info, resolve_bundle
@@ -40,7 +42,8 @@ def select_records(dataset: LoadedDataset, split: str, seed: int = 0, val_fracti
     else:
         splits = assign_splits(records, val_fraction, test_fraction, seed)
         records = [r for r, s in zip(records, splits) if s == split]
-        how = f"assign_splits(val_fraction={val_fraction}, test_fraction={test_fraction}, seed={seed})"
+        how = (f"stratified by race x gender as training splits: {val_fraction:.0%} validation, "
+               f"{test_fraction:.0%} test, seed {seed}")
     if limit is not None and limit < len(records):
         # A seeded sample rather than the first N: records are in file-name order, which for UTKFace is age order.
         chosen = np.sort(np.random.default_rng(seed).choice(len(records), limit, replace=False))
@@ -94,21 +97,32 @@ def predictions_table(predictor: Predictor, records: list[FaceRecord],
 
 
 def evaluation_section(result: EvaluationResult, context: dict) -> dict:
-    """The compact `evaluation` section of model.json: what was evaluated, the overall, per-race and
-    per-race-x-gender figures, their gaps and the gender head's equalized-odds difference."""
+    """The compact `evaluation` section of model.json: what was evaluated and when, the overall, per-race
+    and per-race-x-gender figures with their 95% intervals, their gaps and the gender head's
+    equalized-odds difference."""
     kept = [m for m in BUNDLE_METRICS if m in result.overall]
 
     def by(grouping: str) -> dict:
         groups = result.by_group[result.by_group["grouping"] == grouping].set_index("group")
-        return json.loads(groups[["n", *kept]].round(4).to_json(orient="index"))
+        return json.loads(groups[["n", *[m for m in kept if m in groups]]].round(4).to_json(orient="index"))
+
+    def intervals(grouping: str) -> dict:
+        rows = result.intervals[(result.intervals["grouping"] == grouping) & result.intervals["metric"].isin(kept)]
+        return {group: {r.metric: [round(r.low, 4), round(r.high, 4)] for r in part.itertuples()
+                        if np.isfinite(r.low)} for group, part in rows.groupby("group", sort=False)}
 
     gaps = result.gaps[result.gaps["grouping"].isin(["race", "race x gender"]) & result.gaps["metric"].isin(kept)]
     return {
         **{key: context[key]
-           for key in ("dataset", "split", "seed", "val_fraction", "test_fraction", "limit", "faces")},
+           for key in ("dataset", "source_dataset", "split", "seed", "val_fraction", "test_fraction", "limit",
+                       "faces")},
+        "date": date.today().isoformat(),
         "min_group_size": result.min_group_size,
         "cross_taxonomy": result.cross_taxonomy,
         "overall": {m: round(result.overall[m], 4) for m in kept},
+        "intervals": {"bootstrap_resamples": result.n_boot, "unit": result.resampling,
+                      "overall": intervals("overall").get("all", {}), "by_race": intervals("race"),
+                      "by_race_gender": intervals("race x gender")},
         "by_race": by("race"),
         "by_race_gender": by("race x gender"),
         "gaps": json.loads(gaps.round(4).to_json(orient="records")),
@@ -119,10 +133,18 @@ def evaluation_section(result: EvaluationResult, context: dict) -> dict:
 
 
 def write_bundle_evaluation(bundle: str | Path | None, section: dict) -> Path:
-    """Replace the bundle's model.json `evaluation` section; returns the model.json path."""
+    """Record an evaluation in the bundle's model.json: on the training source's data set (a split
+    manifest counts as the data set it was made from) it replaces the `evaluation` section; on any other
+    data set it goes under `evaluation.other_datasets[<name>]`, so the card lists every data set the model
+    was evaluated on. Returns the model.json path."""
     path = resolve_bundle(bundle) / "model.json"
     info = read_bundle_info(bundle)
-    info.evaluation = section
+    source = str(info.training_data.get("dataset", "")).lower()
+    if source and section["source_dataset"].lower() != source and info.evaluation:
+        info.evaluation.setdefault("other_datasets", {})[section["dataset"]] = section
+    else:
+        section["other_datasets"] = info.evaluation.get("other_datasets", {})
+        info.evaluation = section
     path.write_text(info.to_json())
     return path
 
@@ -130,7 +152,7 @@ def write_bundle_evaluation(bundle: str | Path | None, section: dict) -> Path:
 def run_evaluation(model: str | Path | None, data: str | Path, split: str = "test", seed: int = 0,
                    val_fraction: float = 0.1, test_fraction: float = 0.1, output: str | Path | None = None,
                    limit: int | None = None, min_group_size: int = MIN_GROUP_SIZE,
-                   update_bundle: bool = False) -> tuple[EvaluationResult, Path]:
+                   update_bundle: bool = False, n_boot: int = N_BOOT) -> tuple[EvaluationResult, Path]:
     """Evaluate a bundle (None: the bundled default) on a split of a dataset; write the report folder
     (default reports/<model name>) and, with `update_bundle`, the bundle's evaluation section.
     Returns the figures and the report folder."""
@@ -139,9 +161,10 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str = "tes
     dataset = load_dataset(data)
     records, how = select_records(dataset, split, seed, val_fraction, test_fraction, limit)
     table, cross_taxonomy, unreadable = predictions_table(predictor, records, dataset.taxonomy)
-    result = evaluate(table, min_group_size, cross_taxonomy)
+    result = evaluate(table, min_group_size, cross_taxonomy, n_boot=n_boot, seed=seed)
     context = {
-        "model": predictor.info.name, "bundle": str(bundle), "data": str(data), "dataset": Path(data).name,
+        "model": predictor.info.name, "bundle": str(model) if model else "default (bundled with facescope)",
+        "data": str(data), "dataset": Path(data).name, "source_dataset": dataset.source_format,
         "format": dataset.format, "data_taxonomy": dataset.taxonomy, "model_taxonomy": predictor.info.race_taxonomy,
         "age_mode": predictor.info.age_mode, "split": split, "split_made_by": how, "seed": seed,
         "val_fraction": val_fraction, "test_fraction": test_fraction, "limit": limit, "faces": len(table),

@@ -1,81 +1,285 @@
-"""The model card: MODEL_CARD.md written from a bundle's model.json, so the card and the figures the
-API serves can never disagree. `facescope evaluate --update-bundle` refreshes both."""
+"""The model card, written from a bundle's model.json so that the card, MODEL_CARD.md and the figures the
+API serves can never disagree. It follows the sections of Mitchell et al., "Model Cards for Model
+Reporting" (FAT* 2019): model details, intended use, factors, metrics, decision thresholds, evaluation
+data, training data, quantitative analyses, ethical considerations, caveats and recommendations.
+
+One card, three forms: Markdown (MODEL_CARD.md), HTML, and structured sections for the web page
+(`card_sections`, served by GET /api/v1/model). `facescope evaluate --update-bundle` refreshes the
+figures. No PyTorch here: the server imports this module.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from facescope import __version__, labels
+from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
 
-def _figure(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+DATASET_NOTES = {
+    "utkface": "UTKFace (Zhang, Song and Qi, CVPR 2017): about 20,000 face photos of people aged 0 to 116 "
+               "collected from the web, with age, gender and race labels estimated by an algorithm and "
+               "checked by human annotators. Non-commercial research use only.",
+    "aaf": "All-Age-Faces (Cheng et al.): web photos of mostly East Asian people aged 2 to 80, age and gender "
+           "labels. Research use; cite the authors.",
+    "lfw": "Labeled Faces in the Wild: news photos of mostly adult public figures (74% men), gender labels "
+           "from Afifi and Abdelhamed's checked lists. Research use.",
+    "fairface": "FairFace (Kärkkäinen and Joo, WACV 2021): photos balanced across 7 race groups, with "
+                "annotated apparent race, gender and age group.",
+}
+FIGURE_NAMES = {
+    "n": "faces", "gender_accuracy": "gender accuracy", "race_accuracy": "race accuracy",
+    "age_bin_accuracy": "age group accuracy", "age_bin_one_off_accuracy": "age group right or next group",
+    "age_mae": "age error (years)", "age_within_5": "ages within 5 years", "gender_ece": "gender calibration error",
+    "race_ece": "race calibration error", "age_bin_ece": "age group calibration error",
+}
+GROUPING_NAMES = {"race": "race", "race x gender": "race x gender"}
 
 
-def _table(rows: dict[str, dict], columns: list[str]) -> list[str]:
-    lines = ["| group | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    for group, figures in rows.items():
-        lines.append(f"| {group} | " + " | ".join(_figure(figures.get(c, "")) for c in columns) + " |")
-    return lines
+def _figure_name(key: str) -> str:
+    return FIGURE_NAMES.get(key, key.replace("_", " "))
+
+
+def _is_share(key: str) -> bool:
+    return key not in ("n", "age_mae") and not key.endswith("_ece")
+
+
+def _show(key: str, value) -> str | int | float:
+    """A figure as the card shows it: shares as percentages, years to 2 decimals, ECE to 3."""
+    if value is None or isinstance(value, str):
+        return "–" if value is None else value
+    if key == "n":
+        return int(value)
+    if _is_share(key):
+        return f"{100 * value:.1f}%"
+    return f"{value:.2f}" if key == "age_mae" else f"{value:.3f}"
+
+
+def _with_interval(key: str, value, interval) -> str:
+    shown = _show(key, value)
+    if not interval:
+        return str(shown)
+    low, high = interval
+    return f"{shown} ({_show(key, low)} – {_show(key, high)})"
+
+
+def _detector_thresholds() -> tuple[str, str]:
+    """The detector's score cut-off and NMS overlap, read from its defaults (imported here only: it loads
+    OpenCV)."""
+    import inspect
+
+    from facescope.faces.detect import FaceDetector
+
+    parameters = inspect.signature(FaceDetector.__init__).parameters
+    return (format_number(parameters["score_threshold"].default), format_number(parameters["nms_threshold"].default))
+
+
+def _groups_table(rows: dict[str, dict], intervals: dict[str, dict]) -> Table:
+    columns = list(next(iter(rows.values())).keys())
+    return Table(["group", *[_figure_name(c) for c in columns]],
+                 [[group, *[_with_interval(c, figures.get(c), intervals.get(group, {}).get(c)) if c != "n"
+                            else int(figures.get(c, 0)) for c in columns]] for group, figures in rows.items()])
+
+
+def _evaluation_sections(evaluation: dict, title: str) -> list[Section]:
+    intervals = evaluation.get("intervals", {})
+    overall_intervals = intervals.get("overall", {})
+    resamples = intervals.get("bootstrap_resamples")
+    parts = [
+        f"On {format_number(evaluation.get('faces'))} faces of the {evaluation.get('split')} split of "
+        f"{evaluation.get('dataset')}" + (f", evaluated {evaluation['date']}" if evaluation.get("date") else "")
+        + ". Figures in brackets are 95% bootstrap intervals"
+        + (f" ({format_number(resamples)} resamples of the {intervals.get('unit', 'face')}s)." if resamples
+           else " (none recorded: rerun `facescope evaluate --update-bundle`)."),
+        f"Reproduce: `{evaluation.get('command')}`",
+        Section("Overall", [Table(["figure", "value (95% interval)"],
+                                  [[_figure_name(k), _with_interval(k, v, overall_intervals.get(k))]
+                                   for k, v in evaluation.get("overall", {}).items()])]),
+    ]
+    for key, interval_key, name in (("by_race", "by_race", "By race"),
+                                    ("by_race_gender", "by_race_gender", "By race x gender")):
+        if evaluation.get(key):
+            parts.append(Section(name, [_groups_table(evaluation[key], intervals.get(interval_key, {}))]))
+    gaps = evaluation.get("gaps", [])
+    if gaps:
+        parts.append(Section(f"Gaps between groups (groups of at least {evaluation.get('min_group_size')} faces)", [
+            Table(["grouping", "figure", "lowest", "highest", "difference (95% interval)"],
+                  [[g["grouping"], _figure_name(g["metric"]),
+                    f"{g['lowest_group']} ({_show(g['metric'], g['lowest'])})",
+                    f"{g['highest_group']} ({_show(g['metric'], g['highest'])})",
+                    _difference(g)] for g in gaps])]))
+    if evaluation.get("equalized_odds_difference") is not None:
+        parts.append(f"Equalized-odds difference of the gender estimate across races (Female the positive "
+                     f"class): {evaluation['equalized_odds_difference']:.3f}.")
+    standardised = evaluation.get("age_standardised_gaps") or []
+    if standardised:
+        parts.append(Section("Race gaps, raw and with every race given the same age mix", [
+            "What remains after age standardisation is not an age effect.",
+            Table(["figure", "raw gap", "same-age-mix gap"],
+                  [[_figure_name(g["metric"]), _gap(g["metric"], g["raw_gap"]), _gap(g["metric"], g["standardised_gap"])]
+                   for g in standardised])]))
+    return [Section(title, parts)]
+
+
+def _gap(key: str, value: float) -> str:
+    return f"{100 * value:.1f} points" if _is_share(key) else (f"{value:.2f} years" if key == "age_mae" else f"{value:.3f}")
+
+
+def _difference(gap: dict) -> str:
+    text = _gap(gap["metric"], gap["difference"])
+    if gap.get("difference_low") is None:
+        return text
+    key, low, high = gap["metric"], gap["difference_low"], gap["difference_high"]
+    if _is_share(key):
+        return f"{text} ({100 * low:.1f} to {100 * high:.1f})"
+    digits = 2 if key == "age_mae" else 3
+    return f"{text} ({low:.{digits}f} to {high:.{digits}f})"
+
+
+def card_document(info: BundleInfo) -> Document:
+    """The model card of a bundle, every section of Mitchell et al."""
+    training = info.training_data
+    evaluation = info.evaluation or {}
+    datasets = training.get("datasets", [])
+    trained_on = {d["name"] for d in datasets}
+    sources = "; ".join(DATASET_NOTES.get(d["name"], d["title"]) for d in datasets) or "unknown"
+    age_output = ("an expected age in years (the mean of a distribution over whole years 0-100) and the most "
+                  "likely of the 9 FairFace age groups" if info.age_mode == "years" else
+                  "the most likely of the 9 FairFace age groups")
+    recipe = training.get("recipe", [])
+    details = Section("Model details", [
+        Table(["", ""], [
+            ["name", info.name], ["version", f"{info.name}, bundle format {info.format}, facescope {__version__}"],
+            ["date", evaluation.get("date", "not recorded")],
+            ["developed by", "the facescope project"],
+            ["model type", f"{info.backbone} convolutional network, three heads: gender (Female, Male), race "
+                           f"({info.race_taxonomy}: {', '.join(info.race_labels)}), age; {info.input_size} px "
+                           "aligned face crops, run by onnxruntime"],
+            ["outputs", f"probabilities for each gender and race label, and {age_output}"],
+            ["training", f"{len(recipe)} stage(s), supervised, cross-entropy per head; see Training data"
+                         if recipe else "see Training data"],
+            ["licence", info.licence],
+            ["citation", f"facescope project, \"{info.name}\" (facescope {__version__}); training data: "
+                         f"{', '.join(d['title'] for d in datasets) or 'unknown'}"],
+            ["contact", "the facescope project's issue tracker"],
+        ]),
+    ])
+    intended = Section("Intended use", [
+        info.intended_use,
+        "Primary users: researchers, teachers and auditors of face analysis systems.",
+    ])
+    must_not = Section("It must not be used for", [list(info.must_not_be_used_for)])
+    factors = Section("Factors", [
+        "Groups: race (the data set's apparent-race labels), gender (binary, as annotated) and age group, and "
+        "their intersections (race x gender, race x age group). These are the groups along which face "
+        "analysis systems have been shown to err unequally (Buolamwini and Gebru, \"Gender Shades\", 2018), and "
+        "the ones the training data labels.",
+        "Instrumentation and environment, not evaluated here: pose, light, image quality, camera, occlusion "
+        "(glasses, masks, make-up). The evaluation photos are aligned web crops; results on other photos can "
+        "differ.",
+    ])
+    metrics = Section("Metrics", [[
+        "accuracy: share of faces whose label is right (for gender, race and age group); within a race, race "
+        "accuracy is that race's recall.",
+        "age error: mean absolute difference between estimated and true age, in years; ages within 5 years: "
+        "share of estimates at most 5 years off; age group right or next group: the estimated group is the "
+        "true one or next to it.",
+        "calibration error (ECE): top-label expected calibration error over 15 equal-width confidence bins, "
+        "the face-weighted mean of |accuracy - mean confidence|; 0 means a confidence of 0.8 is right 80% "
+        "of the time.",
+        "equalized-odds difference (gender): the larger of the between-race gaps in true-positive rate (women "
+        "called women) and false-positive rate (men called women); Female is the positive class.",
+        "gap: highest minus lowest group among groups of at least the minimum size; intervals are 95% "
+        "bootstrap percentile intervals (fairlearn's MetricFrame definition), resampling faces.",
+    ]])
+    score_cut_off, overlap = _detector_thresholds()
+    thresholds = Section("Decision thresholds", [[
+        "gender and race: the label of highest probability (arg-max); no abstention threshold, so every face "
+        "gets a label, and the probabilities say how sure the model is.",
+        "age: the expected value of the age distribution (years) and the arg-max age group.",
+        f"face detection (photos): a face is reported when the detector's score is at least "
+        f"{score_cut_off} (non-maximum suppression at IoU {overlap}); faces below it are not estimated.",
+    ]])
+    evaluated = [evaluation] + list(evaluation.get("other_datasets", {}).values()) if evaluation else []
+    evaluation_data = Section("Evaluation data", [
+        [f"{e.get('dataset')}: {format_number(e.get('faces'))} faces, {e.get('split')} split"
+         + (" (held out from training)" if str(e.get("source_dataset", e.get("dataset", ""))).lower()
+            in trained_on else " (another source than the training data)")
+         + (f". {DATASET_NOTES[str(e.get('dataset')).lower()]}" if str(e.get("dataset")).lower() in DATASET_NOTES
+            else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
+    ])
+    training_data = Section("Training data", [f"Data sets: {sources}"])
+    for dataset in datasets:
+        splits = ", ".join(f"{k} {format_number(v)}" for k, v in dataset["splits"].items())
+        people = f", {format_number(dataset['people'])} people, each in one split" if dataset.get("people") else ""
+        training_data.add(f"{dataset['title']}: split {splits} photos{people}. Licence: {dataset['licence']}")
+        for key, name, order in (("train_by_race", "race", info.race_labels), ("train_by_gender", "gender", labels.GENDERS),
+                                 ("train_by_age_bin", "age group", labels.AGE_BIN_LABELS)):
+            counts = dataset.get(key) or {}
+            if counts:
+                total = sum(counts.values())
+                training_data.add(Table([f"{dataset['title']}: {name}", "training photos", "share"],
+                                        [[label, int(counts[label]), f"{100 * counts[label] / total:.1f}%"]
+                                         for label in order if label in counts]))
+    if recipe:
+        training_data.add("How it was trained, stage by stage:", Table(
+            ["stage", "network", "input", "started from", "epochs (best)", "batch", "learning rate", "balancing",
+             "augmentation", "minutes"],
+            [[i, s["backbone"], f"{s['input_size']} px", s["start"], f"{s['epochs_run']} ({s['best_epoch']})",
+              s["batch_size"], format_number(s["lr"]), s["balance"], "on" if s["augment"] else "off",
+              format_number(s["minutes"])] for i, s in enumerate(recipe, 1)]))
+    quantitative = (_evaluation_sections(evaluation, "Quantitative analyses") if evaluation else
+                    [Section("Quantitative analyses", ["No evaluation figures yet: run `facescope evaluate "
+                                                        "--update-bundle`."])])
+    for name, other in evaluation.get("other_datasets", {}).items():
+        quantitative += _evaluation_sections(other, f"Quantitative analyses on {name}")
+    ethics = Section("Ethical considerations", [[
+        "Data: the training photos were collected from the web without the consent of the people shown for "
+        "this use; their labels were estimated by an algorithm and checked by annotators, not given by the "
+        "people themselves.",
+        "Gender is annotated as binary (Female, Male); the model cannot represent non-binary people and will "
+        "assign them one of two labels.",
+        "Race is apparent race as annotated, in coarse, culturally specific categories (UTKFace's 'Others' "
+        "merges many groups); it is not a person's actual or self-identified race or ethnicity.",
+        "Risks: misuse for profiling or surveillance, and harm from treating an estimate as a fact about a "
+        "person. Mitigations: the uses above are excluded, every output carries probabilities, and this "
+        "card reports error rates per group with their uncertainty.",
+    ]])
+    caveats = Section("Caveats and recommendations", [
+        [*info.limitations,
+         "groups smaller than the minimum size are listed but not compared: their figures are too noisy to rank",
+         "evaluate on photos like yours before relying on any figure here; `facescope audit` compares tools "
+         "on your own labelled photos"],
+    ])
+    return Document(f"Model card: {info.name}", [
+        details, intended, must_not, factors, metrics, thresholds, evaluation_data, training_data, *quantitative,
+        ethics, caveats])
+
+
+def card_json(info: BundleInfo) -> dict:
+    """GET /api/v1/model's `card` field: {"sections": card_sections(info)}."""
+    return {"sections": card_sections(info)}
+
+
+def card_sections(info: BundleInfo) -> list[dict]:
+    """The card as the API serves it: [{title, paragraphs, tables: [{columns, rows}]}], one entry a section
+    (subsections follow their section, titled "Section: subsection")."""
+    sections = []
+
+    def walk(section: Section, prefix: str = "") -> None:
+        title = f"{prefix}{section.title}"
+        sections.append({**section.to_dict(), "title": title})
+        for block in section.blocks:
+            if isinstance(block, Section):
+                walk(block, f"{title}: ")
+
+    for section in card_document(info).sections:
+        walk(section)
+    return sections
 
 
 def render_model_card(info: BundleInfo) -> str:
-    training = info.training_data
-    lines = [
-        f"# Model card: {info.name}", "",
-        f"A {info.backbone} network with three heads (gender; race, {info.race_taxonomy}: "
-        f"{', '.join(info.race_labels)}; age as a distribution over "
-        f"{'whole years 0-100' if info.age_mode == 'years' else 'the 9 FairFace bins'}), "
-        f"on {info.input_size} px aligned face crops, run by onnxruntime.", "",
-        "## Licence", "", info.licence, "",
-        "## Intended use", "", info.intended_use, "",
-        "## It must not be used for", "", *[f"- {item}" for item in info.must_not_be_used_for], "",
-        "Race and gender here are *apparent* categories as annotated in the training data, estimated from "
-        "appearance; a person's own identity may differ, and many people fit none of the categories.", "",
-        "## Training data", "",
-    ]
-    for dataset in training.get("datasets", []):
-        counts = ", ".join(f"{k} {v}" for k, v in dataset["splits"].items())
-        people = f" ({dataset['people']} people, each in one split)" if dataset.get("people") else ""
-        lines += [f"- **{dataset['title']}**: {counts}{people}. Licence: {dataset['licence']}"]
-    if training.get("recipe"):
-        lines += ["", "How it was trained, stage by stage:", ""]
-    for number, stage in enumerate(training.get("recipe", []), 1):
-        lines += [f"{number}. {stage['backbone']} at {stage['input_size']} px from {stage['start']}; "
-                  f"{stage['epochs_run']} epochs (best validation loss at epoch {stage['best_epoch']}), batch "
-                  f"{stage['batch_size']}, learning rate {stage['lr']}, balance {stage['balance']}, augmentation "
-                  f"{'on' if stage['augment'] else 'off'}; {stage['minutes']} minutes."]
-    evaluation = info.evaluation
-    lines += ["", "## Evaluation", ""]
-    if not evaluation:
-        lines += ["No evaluation figures yet: run `facescope evaluate --update-bundle`."]
-    else:
-        lines += [f"On {evaluation.get('faces')} faces of the {evaluation.get('split')} split of "
-                  f"{evaluation.get('dataset')} (held out from training). Reproduce: `{evaluation.get('command')}`", "",
-                  "### Overall", "", "| figure | value |", "|---|---:|"]
-        lines += [f"| {k} | {_figure(v)} |" for k, v in evaluation.get("overall", {}).items()]
-        for key, title in (("by_race", "By race"), ("by_race_gender", "By race x gender")):
-            rows = evaluation.get(key)
-            if rows:
-                lines += ["", f"### {title}", "", *_table(rows, list(next(iter(rows.values())).keys()))]
-        lines += ["", "### Gaps between groups (groups of at least "
-                  f"{evaluation.get('min_group_size')} faces)", "",
-                  "| grouping | figure | lowest | highest | difference | ratio (low/high) |", "|---|---|---|---|---:|---:|"]
-        lines += [f"| {g['grouping']} | {g['metric']} | {g['lowest_group']} ({_figure(g['lowest'])}) | "
-                  f"{g['highest_group']} ({_figure(g['highest'])}) | {_figure(g['difference'])} | "
-                  f"{_figure(g['ratio'])} |" for g in evaluation.get("gaps", [])]
-        lines += ["", f"Equalized-odds difference of the gender head across races: "
-                  f"{_figure(evaluation.get('equalized_odds_difference'))}.", ""]
-        standardised = evaluation.get("age_standardised_gaps") or []
-        if standardised:
-            lines += ["### Race gaps, raw and age-standardised", "",
-                      "Each race re-weighted to the same age mix; what remains is not an age effect.", "",
-                      "| figure | raw gap | age-standardised gap | reading |", "|---|---:|---:|---|"]
-            lines += [f"| {g['metric']} | {_figure(g['raw_gap'])} | {_figure(g['standardised_gap'])} | {g['reading']} |"
-                      for g in standardised]
-    lines += ["", "## Known failure modes", "", *[f"- {item}" for item in info.limitations], ""]
-    return "\n".join(lines)
+    return card_document(info).to_markdown()
 
 
 def write_model_card(bundle: str | Path | None) -> Path:

@@ -30,6 +30,7 @@ from facescope import labels
 from facescope.faces import ImageReadError, read_image
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
+from facescope.model.card import card_json
 from facescope.serving.annotate import annotate_image
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -68,6 +69,10 @@ class ModelCard(BaseModel):
     must_not_be_used_for: list[str]
     evaluation: dict[str, Any] = Field(
         description="figures overall and per group, as recorded in model.json (empty until evaluated)"
+    )
+    card: dict[str, Any] = Field(
+        description='the model card, section by section: {"sections": [{"title", "paragraphs", "tables": '
+                    '[{"columns", "rows"}]}]} (facescope.model.card.card_json)'
     )
 
 
@@ -155,6 +160,7 @@ def create_app(
             ),
             training_data=info.training_data, licence=info.licence, intended_use=info.intended_use,
             must_not_be_used_for=list(info.must_not_be_used_for), evaluation=info.evaluation,
+            card=card_json(info),
         )
 
     @api.get("/health")

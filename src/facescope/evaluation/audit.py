@@ -1,0 +1,319 @@
+"""Audit any estimator: read its predictions (CSV or JSONL), join them to a data set's ground truth,
+map its label spellings and race taxonomy onto facescope's label schema, and produce the same figures
+and report as `facescope evaluate`, for one or several estimators on the same photos.
+
+A predictions file has one row a photo: a path column and any of age in years, age group, gender and
+race, with or without probabilities. Column names are mapped by a ColumnMap (options or a small YAML).
+A photo on which the tool found no face (a `face_found` column that is false, or a row whose
+predictions are all empty) is wrong on every label and counts in the "faces missed" figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from facescope import labels
+from facescope.evaluation.metrics import MIN_GROUP_SIZE, evaluate, map_truth_races
+from facescope.evaluation.uncertainty import N_BOOT, NO_FACE
+
+GENDER_SPELLINGS = {
+    "female": "Female", "f": "Female", "woman": "Female", "women": "Female", "girl": "Female", "1": "Female",
+    "male": "Male", "m": "Male", "man": "Male", "men": "Male", "boy": "Male", "0": "Male",
+}
+# DeepFace's six races (its `dominant_race` spellings) in facescope's taxonomies. DeepFace's "asian"
+# does not say East or Southeast, so it has no FairFace-7 counterpart; its "middle eastern" and "latino
+# hispanic" are UTKFace's "Others" and have no FairFace-4 counterpart.
+DEEPFACE6 = ("asian", "indian", "black", "white", "middle eastern", "latino hispanic")
+DEEPFACE_MAPPINGS: dict[str, dict[str, str | None]] = {
+    "utkface5": {"asian": "Asian", "indian": "Indian", "black": "Black", "white": "White",
+                 "middle eastern": "Others", "latino hispanic": "Others"},
+    "fairface4": {"asian": "Asian", "indian": "Indian", "black": "Black", "white": "White",
+                  "middle eastern": None, "latino hispanic": None},
+    "fairface7": {"asian": None, "indian": "Indian", "black": "Black", "white": "White",
+                  "middle eastern": "Middle Eastern", "latino hispanic": "Latino_Hispanic"},
+}
+RACE_TAXONOMIES = (*labels.TAXONOMIES, "deepface6")
+PREDICTION_FIELDS = ("gender", "race", "age_years", "age_bin")
+UNMATCHED_EXAMPLES = 10
+
+
+@dataclass
+class ColumnMap:
+    """Which column of a predictions file holds what (None: the tool does not give it)."""
+
+    path: str | None = None  # default: path, source, file, filename or image, whichever the file has
+    gender: str | None = None
+    race: str | None = None
+    age_years: str | None = None
+    age_bin: str | None = None
+    face_found: str | None = None
+    race_taxonomy: str | None = None  # the tool's race labels; default: the one that holds them all
+    # {head: {label: column}}: the tool's probability of each label (labels in the tool's spelling)
+    probabilities: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ColumnMap:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+    def guessed(self, columns: list[str]) -> ColumnMap:
+        """Fields left unset filled from the file's own column names where they are the usual ones
+        (gender, race, age / age_years, age_bin / age_group, face_found), and p_<head>_<label> columns."""
+        usual = {"path": ("path", "source", "file", "filename", "image"),
+                 "gender": ("pred_gender", "gender", "dominant_gender"),
+                 "race": ("pred_race", "race", "dominant_race"),
+                 "age_years": ("pred_age_years", "age_years", "age"),
+                 "age_bin": ("pred_age_bin", "age_bin", "age_group"),
+                 "face_found": ("face_found", "face_detected")}
+        filled = ColumnMap(**{f.name: getattr(self, f.name) for f in fields(self)})
+        for name, candidates in usual.items():
+            if getattr(filled, name) is None:
+                setattr(filled, name, next((c for c in candidates if c in columns), None))
+        if not filled.probabilities:
+            for column in columns:
+                match = re.fullmatch(r"p_(gender|race|age_bin)_(.+)", column)
+                if match:
+                    filled.probabilities.setdefault(match.group(1), {})[match.group(2)] = column
+        return filled
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """A predictions file as a table of strings and numbers: CSV, or JSON Lines (.jsonl / .ndjson)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no predictions file at {path}")
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_csv(path, dtype=str, keep_default_na=True)
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", str(text).strip().lower())
+
+
+def normalise_gender(value) -> str | None:
+    if _missing(value):
+        return None
+    try:
+        return GENDER_SPELLINGS[_key(value)]
+    except KeyError:
+        raise ValueError(f"cannot read {value!r} as a gender; understood: {sorted(GENDER_SPELLINGS)}") from None
+
+
+def normalise_race(value, taxonomy: str) -> str | None:
+    """A race label in the tool's spelling -> the exact label of `taxonomy` (case, spaces, underscores)."""
+    if _missing(value):
+        return None
+    choices = DEEPFACE6 if taxonomy == "deepface6" else labels.taxonomy(taxonomy).labels
+    by_key = {_key(label): label for label in choices}
+    try:
+        return by_key[_key(value)]
+    except KeyError:
+        raise ValueError(f"cannot read {value!r} as a {taxonomy} race; expected one of {choices}") from None
+
+
+def guess_race_taxonomy(values: pd.Series) -> str:
+    """The first taxonomy (utkface5, fairface7, fairface4, deepface6) whose labels hold every value."""
+    seen = {_key(v) for v in values.dropna()}
+    for name in ("utkface5", "fairface7", "fairface4", "deepface6"):
+        choices = DEEPFACE6 if name == "deepface6" else labels.taxonomy(name).labels
+        if seen <= {_key(label) for label in choices}:
+            return name
+    raise ValueError(f"race labels {sorted(seen)} fit none of {RACE_TAXONOMIES}; name the tool's taxonomy "
+                     "(race_taxonomy in the column YAML, or --race-taxonomy)")
+
+
+def map_race_labels(values: pd.Series, source: str, target: str) -> pd.Series:
+    """Races of taxonomy `source` as `target` labels (None where `target` has no counterpart)."""
+    if source == "deepface6":
+        return values.map(lambda v: DEEPFACE_MAPPINGS[target][v], na_action="ignore")
+    return values.map(lambda v: labels.map_race(v, source, target), na_action="ignore")
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def _years(value) -> float:
+    if _missing(value):
+        return np.nan
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{value!r} is not an age in years")
+    return number
+
+
+def _found(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    return _key(value) not in ("false", "0", "no", "none", "")
+
+
+@dataclass
+class Predictions:
+    """One tool's predictions in facescope's schema, by photo (its path as written in the file)."""
+
+    name: str
+    table: pd.DataFrame  # path, face_found, pred_gender, pred_race, pred_age_years, pred_age_bin, p_*
+    race_taxonomy: str | None
+    duplicates: int  # rows dropped because their photo already had one (a tool reporting several faces)
+
+
+def load_predictions(path: str | Path, columns: ColumnMap, name: str | None = None) -> Predictions:
+    """Read a predictions file and bring it into facescope's schema (labels normalised; races still in
+    the tool's taxonomy, mapped when joined to the ground truth)."""
+    raw = read_predictions(path)
+    columns = columns.guessed(list(raw.columns))
+    if columns.path is None or columns.path not in raw:
+        raise ValueError(f"{path}: no path column {columns.path or 'path'!r} (columns: {list(raw.columns)}); name it with "
+                         "--path-column or `path:` in the column YAML")
+    given = [f for f in PREDICTION_FIELDS if getattr(columns, f)]
+    for f in given:
+        if getattr(columns, f) not in raw:
+            raise ValueError(f"{path}: no column {getattr(columns, f)!r} for {f} (columns: {list(raw.columns)})")
+    if not given:
+        raise ValueError(f"{path}: none of gender, race, age_years, age_bin found; map them with options or YAML")
+    table = pd.DataFrame({"path": raw[columns.path].astype(str).str.strip()})
+    if columns.gender:
+        table["pred_gender"] = raw[columns.gender].map(normalise_gender)
+    taxonomy = None
+    if columns.race:
+        taxonomy = columns.race_taxonomy or guess_race_taxonomy(raw[columns.race])
+        if taxonomy not in RACE_TAXONOMIES:
+            raise ValueError(f"unknown race taxonomy {taxonomy!r}; known: {RACE_TAXONOMIES}")
+        table["pred_race"] = raw[columns.race].map(lambda v: normalise_race(v, taxonomy))
+    if columns.age_years:
+        table["pred_age_years"] = raw[columns.age_years].map(_years).astype(float)
+    if columns.age_bin:
+        table["pred_age_bin"] = raw[columns.age_bin].map(lambda v: None if _missing(v) else labels.normalise_age_bin(str(v)))
+    elif columns.age_years:
+        table["pred_age_bin"] = table["pred_age_years"].map(labels.age_to_bin, na_action="ignore")
+    predicted = [c for c in table.columns if c.startswith("pred_")]
+    if columns.face_found:
+        table["face_found"] = raw[columns.face_found].map(_found).astype(bool)
+    else:
+        table["face_found"] = table[predicted].notna().any(axis=1)
+    for head, by_label in columns.probabilities.items():
+        for label, column in by_label.items():
+            spelled = (normalise_gender(label) if head == "gender" else
+                       normalise_race(label, taxonomy) if head == "race" else labels.normalise_age_bin(label))
+            table[f"p_{head}_{spelled}"] = pd.to_numeric(raw[column], errors="raise")
+    before = len(table)
+    table = table.drop_duplicates("path", keep="first").reset_index(drop=True)
+    return Predictions(name or Path(path).stem, table, taxonomy, before - len(table))
+
+
+def _path_keys(source: str, root: Path) -> list[str]:
+    """The ways a predictions file may name a data set photo: absolute, relative to the data set, bare name."""
+    path = Path(source)
+    keys = [str(path.resolve()) if path.is_absolute() else str((root / path).resolve())]
+    try:
+        keys.append(str(path.resolve().relative_to(root.resolve())))
+    except ValueError:
+        pass
+    keys.append(path.name)
+    return keys
+
+
+def join_truth(predictions: Predictions, truth: pd.DataFrame, truth_taxonomy: str, root: Path) -> tuple[pd.DataFrame, dict]:
+    """Predictions joined to the truth rows (truth_table's columns, `source` the photo's path), with the
+    tool's races mapped onto the truth's taxonomy (or the truth's onto the tool's, whichever is coarser).
+    Returns the joined table and a note: unmatched prediction rows (count and examples), truth photos
+    without a prediction row, duplicates dropped, and the taxonomy mapping."""
+    index: dict[str, int] = {}
+    ambiguous: set[str] = set()
+    for position, source in enumerate(truth["source"]):
+        for key in _path_keys(source, root):
+            if key in index and index[key] != position:
+                ambiguous.add(key)
+            index.setdefault(key, position)
+    positions, unmatched = [], []
+    for path in predictions.table["path"]:
+        keys = [k for k in _path_keys(path, root) if k not in ambiguous]
+        found = next((index[k] for k in keys if k in index), None)
+        positions.append(found)
+        if found is None:
+            unmatched.append(path)
+    matched = predictions.table.assign(_row=positions).dropna(subset=["_row"])
+    joined = truth.iloc[matched["_row"].astype(int)].reset_index(drop=True)
+    joined = pd.concat([joined, matched.drop(columns=["_row", "path"]).reset_index(drop=True)], axis=1)
+    note = {"estimator": predictions.name, "prediction_rows": len(predictions.table) + predictions.duplicates,
+            "matched": len(joined), "unmatched_rows": len(unmatched), "unmatched_examples": unmatched[:UNMATCHED_EXAMPLES],
+            "truth_without_prediction": len(truth) - len(joined), "duplicate_rows_dropped": predictions.duplicates}
+    if "pred_race" in joined and predictions.race_taxonomy:
+        joined, note["race_mapping"] = _align_races(joined, predictions.race_taxonomy, truth_taxonomy)
+    joined.loc[~joined["face_found"], [c for c in ("pred_gender", "pred_race", "pred_age_bin") if c in joined]] = NO_FACE
+    return joined, note
+
+
+def _align_races(table: pd.DataFrame, tool: str, truth: str) -> tuple[pd.DataFrame, dict]:
+    """Bring truth and predicted races into one taxonomy: the truth's, where the tool's labels map onto
+    it (FairFace-7 or DeepFace predictions against UTKFace truth), else the tool's (map_truth_races)."""
+    if tool == truth:
+        return table, {"tool": tool, "truth": truth, "compared_in": truth}
+    if tool == "deepface6" or (tool, truth) in labels.RACE_MAPPINGS:
+        mapped = map_race_labels(table["pred_race"], tool, truth)
+        lost = table["pred_race"].notna() & mapped.isna()
+        note = {"tool": tool, "truth": truth, "compared_in": truth,
+                "mapping": {label: (DEEPFACE_MAPPINGS[truth][label] if tool == "deepface6"
+                                    else labels.map_race(label, tool, truth))
+                            for label in sorted(table["pred_race"].dropna().unique())},
+                "predictions_without_counterpart": int(lost.sum())}
+        # A predicted race with no counterpart in the truth's taxonomy can never be right: keep it wrong.
+        return table.assign(pred_race=mapped.where(~lost, "(" + table["pred_race"].astype(str) + ")")), note
+    if (truth, tool) in labels.RACE_MAPPINGS:
+        mapped, note = map_truth_races(table, truth, tool)
+        return mapped.reset_index(drop=True), {"tool": tool, "truth": truth, "compared_in": tool, **note}
+    raise ValueError(f"no mapping between the tool's {tool} races and the truth's {truth}")
+
+
+def audit(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str | Path, split: str = "all",
+          seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
+          min_group_size: int = MIN_GROUP_SIZE, n_boot: int = N_BOOT, output: str | Path = "reports/audit",
+          dataset_format: str | None = None) -> tuple[list, dict, Path]:
+    """Audit one or several tools' predictions against a data set's labels; writes the report folder.
+    Several tools are compared on the photos every one of them has a row for. Returns (runs, context,
+    folder)."""
+    from facescope.data import load_dataset
+    from facescope.evaluation.report import Run, write_runs_report
+    from facescope.evaluation.run import select_records, truth_table
+
+    dataset = load_dataset(data, dataset_format)
+    records, how = select_records(dataset, split, seed, val_fraction, test_fraction)
+    truth = truth_table(records)
+    joined, notes = [], []
+    for name, path, columns in prediction_files:
+        table, note = join_truth(load_predictions(path, columns, name), truth, dataset.taxonomy, Path(dataset.root))
+        joined.append(table)
+        notes.append(note)
+    common = set.intersection(*(set(table["source"]) for table in joined))
+    if not common:
+        raise ValueError("no photo is both in the ground truth and in every predictions file; see the paths")
+    runs = []
+    for (name, _, _), table, note in zip(prediction_files, joined, notes):
+        note["not_in_every_file"] = int((~table["source"].isin(common)).sum())
+        table = table[table["source"].isin(common)].sort_values("source").reset_index(drop=True)
+        result = evaluate(table, min_group_size, n_boot=n_boot, seed=seed)
+        runs.append(Run(note["estimator"], result, table))
+    context = {
+        "estimators": ", ".join(run.name for run in runs), "ground_truth": str(data), "dataset": Path(data).name,
+        "format": dataset.format, "data_taxonomy": dataset.taxonomy, "split": split, "split_made_by": how,
+        "faces": len(common), "command": "facescope audit " + " ".join(f"--predictions {p}" for _, p, _ in prediction_files)
+        + f" --data {data}" + (f" --split {split}" if split != "all" else ""),
+        "joins": notes,
+    }
+    folder = write_runs_report(runs, Path(output), context)
+    (Path(output) / "joins.json").write_text(json.dumps(notes, indent=2, default=str))
+    return runs, context, folder

@@ -1,0 +1,142 @@
+"""Bootstrap intervals for every figure of an evaluation, per group and for the gaps between groups.
+
+The definition is fairlearn's MetricFrame bootstrap (`n_boot`, `ci_quantiles`): resample the evaluated
+faces with replacement (or whole people, where the table has a `person` column, so that one person's
+photos go in or out together), recompute each figure per group on every resample, and report the 2.5th
+and 97.5th percentiles. MetricFrame's bootstrap reruns every sklearn metric on every resample, which for
+5 groupings x 4 tasks x 1,000 resamples takes minutes; here a resample is a row of counts (how often each
+face was drawn) and every figure is a weighted sum, so all resamples of a group are a few matrix
+products. tests/test_evaluation.py checks these figures against sklearn's on the unresampled table and
+the intervals against a hand computation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+N_BOOT = 1000
+CI_QUANTILES = (0.025, 0.975)
+NO_FACE = "no face found"  # the prediction of a tool that found no face: wrong on every label
+
+
+def resampling_unit(table: pd.DataFrame) -> str:
+    """"person" where every row names its person (the bootstrap then resamples people), else "face"."""
+    return "person" if "person" in table and table["person"].notna().all() else "face"
+
+
+def resample_weights(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """(n_boot, rows) draw counts: row i of resample b is in it weights[b, i] times. Whole people are
+    drawn where the table has them (resampling_unit)."""
+    if resampling_unit(table) == "person":
+        clusters, people = pd.factorize(table["person"])
+        units = len(people)
+    else:
+        clusters, units = np.arange(len(table)), len(table)
+    counts = np.random.default_rng(seed).multinomial(units, np.full(units, 1.0 / units), size=n_boot)
+    return counts.astype(np.float32)[:, clusters]
+
+
+def _codes(values: pd.Series, order: list[str]) -> np.ndarray:
+    """Label -> index in `order`; anything else (a missed face, an unknown label) -> len(order)."""
+    rank = {label: i for i, label in enumerate(order)}
+    return np.array([rank.get(v, len(order)) for v in values], dtype=np.int64)
+
+
+def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
+    hot = np.zeros((len(codes), width), dtype=np.float32)
+    hot[np.arange(len(codes)), codes] = 1.0
+    return hot
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def _nanmean(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Mean over the columns where `present`, per row; NaN where none is."""
+    count = present.sum(axis=1)
+    return _ratio(np.where(present, values, 0).sum(axis=1), count)
+
+
+class WeightedFigures:
+    """Every figure of metrics._metric_frames as weighted sums over a table's rows, for any weights:
+    `figures(mask, weights)` gives each figure of the rows in `mask` under each row of `weights`."""
+
+    def __init__(self, table: pd.DataFrame, head_labels: dict[str, list[str]], calibration_bins: int,
+                 within_years: float):
+        self.heads = {}
+        for head, order in head_labels.items():
+            valid = table[head].notna().to_numpy()
+            truth = _codes(table[head], order)
+            predicted = _codes(table[f"pred_{head}"], order)
+            head_data = {"valid": valid, "truth": truth, "predicted": predicted, "width": len(order) + 1,
+                         "correct": (truth == predicted).astype(np.float32)}
+            probabilities = [f"p_{head}_{label}" for label in order]
+            if all(column in table for column in probabilities):
+                confidence = table[probabilities].max(axis=1).fillna(0.0).to_numpy(dtype=np.float32)
+                edges = np.linspace(0.0, 1.0, calibration_bins + 1)
+                head_data["bin"] = np.digitize(confidence, edges[1:-1], right=True)
+                head_data["gap"] = head_data["correct"] - confidence  # accuracy minus confidence, per row
+                head_data["bins"] = calibration_bins
+            if head == "age_bin":
+                distance = np.abs(truth - predicted)
+                head_data["one_off"] = ((distance <= 1) & (predicted < len(order))).astype(np.float32)
+            self.heads[head] = head_data
+        truth_years = table["age_years"].astype(float).to_numpy() if "age_years" in table else np.full(len(table), np.nan)
+        predicted_years = (table["pred_age_years"].astype(float).to_numpy() if "pred_age_years" in table
+                           else np.full(len(table), np.nan))
+        error = np.abs(truth_years - predicted_years)
+        self.age_valid = np.isfinite(error)
+        self.age_error = np.nan_to_num(error).astype(np.float32)
+        self.within = (self.age_error <= within_years).astype(np.float32)
+        self.within_name = f"within_{within_years:g}"
+        self.missed = (table["face_found"] == False).to_numpy(np.float32) if "face_found" in table else None  # noqa: E712
+
+    def figures(self, mask: np.ndarray, weights: np.ndarray, skip: set[str] = frozenset()) -> dict[str, np.ndarray]:
+        """{task_metric: (resamples,) values} over the rows in `mask`; metrics named in `skip` left out."""
+        out = {}
+        for head, data in self.heads.items():
+            rows = mask & data["valid"]
+            if not rows.any():
+                continue
+            w = weights[:, rows]
+            total = w.sum(axis=1)
+            correct = data["correct"][rows]
+            out[f"{head}_accuracy"] = _ratio(w @ correct, total)
+            truth = _one_hot(data["truth"][rows], data["width"])
+            predicted = _one_hot(data["predicted"][rows], data["width"])
+            if f"{head}_balanced_accuracy" not in skip:
+                per_class = w @ truth
+                out[f"{head}_balanced_accuracy"] = _nanmean(_ratio(w @ (truth * correct[:, None]), per_class),
+                                                            per_class > 0)
+            if f"{head}_macro_f1" not in skip:
+                true_positive = w @ (truth * predicted)
+                denominator = w @ truth + w @ predicted
+                out[f"{head}_macro_f1"] = _nanmean(_ratio(2 * true_positive, denominator), denominator > 0)
+            if "bin" in data:
+                bins = _one_hot(data["bin"][rows], data["bins"])
+                out[f"{head}_ece"] = _ratio(np.abs(w @ (bins * data["gap"][rows][:, None])).sum(axis=1), total)
+            if "one_off" in data:
+                out[f"{head}_one_off_accuracy"] = _ratio(w @ data["one_off"][rows], total)
+        rows = mask & self.age_valid
+        if rows.any():
+            w = weights[:, rows]
+            total = w.sum(axis=1)
+            out["age_mae"] = _ratio(w @ self.age_error[rows], total)
+            out[f"age_{self.within_name}"] = _ratio(w @ self.within[rows], total)
+        if self.missed is not None and mask.any():
+            w = weights[:, mask]
+            out["detection_missed_rate"] = _ratio(w @ self.missed[mask], w.sum(axis=1))
+        return out
+
+
+def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
+    """The bootstrap's 95% percentile interval (NaN where fewer than half the resamples have a value)."""
+    finite = replicates[np.isfinite(replicates)]
+    if len(finite) < max(2, len(replicates) // 2):
+        return (np.nan, np.nan)
+    low, high = np.quantile(finite, CI_QUANTILES)
+    return float(low), float(high)
+
