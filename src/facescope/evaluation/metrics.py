@@ -191,6 +191,8 @@ def metrics_by_group(table: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for grouping, columns in GROUPINGS.items():
         rows = table.dropna(subset=list(columns))
+        if rows.empty:  # a data set without these labels (LFW has no race): no such grouping
+            continue
         features = rows[list(columns)]
         frames = _metric_frames(rows, features, degenerate_metrics(columns))
         figures = pd.concat([frame.by_group.add_prefix(f"{task}_") for task, frame in frames.items()], axis=1)
@@ -432,6 +434,8 @@ def bootstrap_replicates(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 
     replicates = {OVERALL: engine.figures(np.ones(len(table), dtype=bool), weights)}
     for grouping, columns in GROUPINGS.items():
         complete = table[list(columns)].notna().all(axis=1).to_numpy()
+        if not complete.any():  # a data set without these labels (LFW has no race)
+            continue
         keys = table[list(columns)].astype(str).agg(" / ".join, axis=1).to_numpy()
         for group in pd.unique(keys[complete]):
             replicates[(grouping, group)] = engine.figures(complete & (keys == group), weights,
