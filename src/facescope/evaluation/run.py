@@ -133,14 +133,14 @@ def evaluation_section(result: EvaluationResult, context: dict) -> dict:
 
 
 def write_bundle_evaluation(bundle: str | Path | None, section: dict) -> Path:
-    """Record an evaluation in the bundle's model.json: on the training source's data set (a split
-    manifest counts as the data set it was made from) it replaces the `evaluation` section; on any other
-    data set it goes under `evaluation.other_datasets[<name>]`, so the card lists every data set the model
-    was evaluated on. Returns the model.json path."""
+    """Record an evaluation in the bundle's model.json: the first one, or a new one on the same data set
+    as the main `evaluation` section (a split manifest counts as the data set it was made from), replaces
+    that section; one on any other data set goes under `evaluation.other_datasets[<name>]`, so the card
+    lists every data set the model was evaluated on. Returns the model.json path."""
     path = resolve_bundle(bundle) / "model.json"
     info = read_bundle_info(bundle)
-    source = str(info.training_data.get("dataset", "")).lower()
-    if source and section["source_dataset"].lower() != source and info.evaluation:
+    main = str(info.evaluation.get("source_dataset", "")).lower()
+    if main and section["source_dataset"].lower() != main:
         info.evaluation.setdefault("other_datasets", {})[section["dataset"]] = section
     else:
         section["other_datasets"] = info.evaluation.get("other_datasets", {})
