@@ -138,7 +138,7 @@ class _Writer:
         self.out.flush()
 
 
-def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> Path:
+def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> tuple[Path, bool]:
     """Writes the annotated photo under a name no other file has: `face.annotated.jpg`, or
     `face.annotated-2.jpg` and so on when that is taken (by another photo of this run, or already there)."""
     from facescope.faces import read_image
@@ -158,7 +158,7 @@ def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> Path
         except FileExistsError:
             continue
         used.add(target.name)
-        return target
+        return target, number > 1
     raise FileExistsError(f"no free name for {stem}.annotated.jpg in {folder}")
 
 
@@ -210,7 +210,9 @@ def predict_command(
             writer.write(result)
             if annotate is not None and not result.error:
                 try:
-                    _annotate(result, source, annotate, annotated_names)
+                    target, renamed = _annotate(result, source, annotate, annotated_names)
+                    if renamed:
+                        typer.echo(f"{result.path}: annotated as {display_name(target)} (name taken)", err=True)
                 except Exception as error:  # the results are written; one picture not drawn is an error
                     failed.append(f"{result.path}: could not write its annotated copy ({error})")
     except KeyboardInterrupt:

@@ -117,8 +117,13 @@ def _open_regular_file(path: Path, name: str) -> BinaryIO:
     except PermissionError:
         raise ImageReadError(f"{name}: permission denied") from None
     except OSError as error:
-        reason = "symbolic link loop" if error.errno == errno.ELOOP else f"cannot be opened ({error.strerror})"
-        raise ImageReadError(f"{name}: {reason}") from None
+        if error.errno == errno.ELOOP:
+            raise ImageReadError(f"{name}: symbolic link loop") from None
+        try:  # a socket cannot be opened at all (ENXIO): say what it is
+            kind = _FILE_KINDS.get(stat.S_IFMT(os.stat(path).st_mode))
+        except OSError:
+            kind = None
+        raise ImageReadError(f"{name}: {kind or f'cannot be opened ({error.strerror})'}") from None
     info = os.fstat(descriptor)
     if not stat.S_ISREG(info.st_mode):
         os.close(descriptor)
