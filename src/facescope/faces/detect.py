@@ -12,6 +12,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+# facescope/__init__ keeps onnxruntime's telemetry from starting; if onnxruntime was imported before
+# facescope, this at least stops its events.
+ort.disable_telemetry_events()
+
 
 @dataclass(frozen=True)
 class DetectedFace:
