@@ -165,3 +165,23 @@ def test_an_upload_sent_too_slowly_gets_408(live_server, utkface_files):
     slow.settimeout(10)
     answer = slow.recv(1000)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+
+
+def test_pixel_budget_lets_one_largest_photo_decode_at_a_time():
+    from facescope.serving.routers import PixelBudget
+
+    budget, inside, most = PixelBudget(100), [], []
+
+    def decode(pixels: int):
+        with budget.take(pixels):
+            inside.append(pixels)
+            most.append(sum(inside))
+            time.sleep(0.05)
+            inside.remove(pixels)
+
+    threads = [threading.Thread(target=decode, args=(p,)) for p in (100, 500, 30, 30, 30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert max(most) <= 100 and budget.free == 100  # 500 counts as the whole budget, never more

@@ -33,9 +33,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # The one pixel limit. 120 megapixels is above the largest photo a shipping camera takes (about 100 MP,
 # medium format); more is treated as a decompression bomb (a small file that expands to gigabytes).
 MAX_PIXELS = 120_000_000
-# Pillow's own check (a warning above its limit, an error at twice it) is set to the same number, so a
-# photo is refused for one reason, with one message, whichever check sees it first.
+# Pillow's own check is set to the same number: it raises at twice the limit, and its warning above the
+# limit is silenced because `read_photo` refuses those photos itself, right after reading the header.
+# (Turning the warning into an error per call would need warnings.catch_warnings, which is not thread-safe.)
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Photos are analysed at most this many pixels on the longer side: detection works on a smaller copy
 # still, and a face that fills 1/40 of the longer side keeps about 100 px for alignment.
 WORKING_SIDE = 4096
@@ -139,10 +141,8 @@ def _decode_stream(stream: BinaryIO, name: str, max_pixels: int, max_side: int |
         raise ImageReadError(f"{name}: empty file")
     stream.seek(0)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        image = Image.open(stream)
+    except Image.DecompressionBombError:
         raise ImageReadError(_too_many_pixels(name, None, max_pixels)) from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image file") from None
@@ -167,8 +167,16 @@ def _decode(image: Image.Image, name: str, max_pixels: int, max_side: int | None
         frames = getattr(image, "n_frames", 1)
         rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
         if max_side and max(width, height) > max_side:
+            ratio = max_side / max(width, height)
+            # A JPEG is decoded reduced (DCT scaling by 1/2, 1/4 or 1/8, to no less than the target size);
+            # other formats ignore this and are decoded whole, in their own mode.
+            image.draft(None, (max(1, math.ceil(width * ratio)), max(1, math.ceil(height * ratio))))
+            image.load()
+            factor = max(image.size) // max_side
+            if factor >= 2 and image.mode in ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"):
+                image = image.reduce(factor)  # a box filter straight from the decoded pixels: no extra copy
             try:
-                image.thumbnail((max_side, max_side))  # a JPEG is decoded reduced here (draft mode)
+                image.thumbnail((max_side, max_side))
             except ValueError:  # a mode Pillow cannot resample (16-bit grey): convert first
                 image = _to_rgb(image)
                 image.thumbnail((max_side, max_side))
