@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD
@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     )
     cors_origins: str = Field(default="", description="comma-separated origins allowed to call the API from "
                               "a browser; empty (the default): none but the page itself")
+
+    @field_validator("model")
+    @classmethod
+    def _empty_is_the_bundled_model(cls, value: str | None) -> str | None:
+        return value or None
 
     @property
     def cors_origin_list(self) -> list[str]:
