@@ -215,6 +215,9 @@ def predict_command(
                         typer.echo(f"{result.path}: annotated as {display_name(target)} (name taken)", err=True)
                 except Exception as error:  # the results are written; one picture not drawn is an error
                     failed.append(f"{result.path}: could not write its annotated copy ({error})")
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more can be written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_UNREADABLE if failed else 0) from None
     except KeyboardInterrupt:
         writer.close()
         typer.echo(f"interrupted: {writer.count} of {len(files)} files written", err=True)
