@@ -168,7 +168,7 @@ def test_an_upload_sent_too_slowly_gets_408(live_server, utkface_files):
 
 
 def test_pixel_budget_lets_one_largest_photo_decode_at_a_time():
-    from facescope.serving.routers import PixelBudget
+    from facescope.faces.intake import PixelBudget
 
     budget, inside, most = PixelBudget(100), [], []
 

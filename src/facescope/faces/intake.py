@@ -22,7 +22,9 @@ import io
 import math
 import os
 import stat
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -52,6 +54,33 @@ _FILE_KINDS = {
     stat.S_IFCHR: "is a character device, not a regular file",
     stat.S_IFBLK: "is a block device, not a regular file",
 }
+
+
+class PixelBudget:
+    """At most `capacity` pixels being decoded at once, across threads; a photo over the capacity counts
+    as the whole of it. Decoding costs up to ~7 bytes a pixel (benchmarks/memory_per_photo.py)."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.free = capacity, capacity
+        self._condition = threading.Condition()
+
+    @contextmanager
+    def take(self, pixels: int):
+        pixels = min(max(pixels, 1), self.capacity)
+        with self._condition:
+            self._condition.wait_for(lambda: self.free >= pixels)
+            self.free -= pixels
+        try:
+            yield
+        finally:
+            with self._condition:
+                self.free += pixels
+                self._condition.notify_all()
+
+
+# Shared by every decode in the process (the predictor's worker threads, the server's requests): however
+# many huge photos arrive together, decoding holds at most one limit-sized photo's worth of memory.
+DECODING = PixelBudget(MAX_PIXELS)
 
 
 class ImageReadError(ValueError):
@@ -163,6 +192,11 @@ def _decode(image: Image.Image, name: str, max_pixels: int, max_side: int | None
         raise ImageReadError(_too_many_pixels(name, (width, height), max_pixels))
     if width == 0 or height == 0:
         raise ImageReadError(f"{name}: the image has no pixels ({width}x{height})")
+    with DECODING.take(width * height):
+        return _decode_within_budget(image, name, width, height, max_side)
+
+
+def _decode_within_budget(image: Image.Image, name: str, width: int, height: int, max_side: int | None) -> Photo:
     try:
         frames = getattr(image, "n_frames", 1)
         rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides

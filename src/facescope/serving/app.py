@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from facescope.inference.predictor import Predictor
 from facescope.serving.routers import DOCS_ASSETS, MULTIPART_OVERHEAD, PredictionResult, ServerState, api, docs
-from facescope.serving.security import SecurityMiddleware
+from facescope.serving.security import SecurityMiddleware, return_freed_memory_promptly
 from facescope.serving.settings import Settings
 
 __all__ = ["MULTIPART_OVERHEAD", "PredictionResult", "Settings", "app_from_env", "create_app"]
@@ -44,6 +44,7 @@ def load_predictor(settings: Settings) -> Predictor:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     state: ServerState = app.state.facescope
+    return_freed_memory_promptly()
     if state.predictor is None:
         # Before the first request is accepted: a bad bundle stops the server from starting at all.
         state.predictor = await anyio.to_thread.run_sync(load_predictor, state.settings)

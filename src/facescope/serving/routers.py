@@ -7,7 +7,6 @@ import base64
 import io
 import logging
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +21,6 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from facescope import labels
 from facescope.faces import ImageReadError, read_image
-from facescope.faces.intake import MAX_PIXELS
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
 from facescope.serving.annotate import annotate_image
@@ -35,45 +33,19 @@ MULTIPART_OVERHEAD = 64 * 1024
 GENERIC_CONTENT_TYPES = {None, "", "application/octet-stream"}
 
 
-class PixelBudget:
-    """At most `capacity` pixels being decoded at once, across threads: decoding costs up to ~7 bytes a
-    pixel (benchmarks/memory_per_photo.py), so with the capacity at MAX_PIXELS the server's decoding
-    never takes more than one largest photo's worth, however many huge photos arrive together; small
-    photos share it freely."""
-
-    def __init__(self, capacity: int):
-        self.capacity, self.free = capacity, capacity
-        self._condition = threading.Condition()
-
-    @contextmanager
-    def take(self, pixels: int):
-        pixels = min(max(pixels, 1), self.capacity)
-        with self._condition:
-            self._condition.wait_for(lambda: self.free >= pixels)
-            self.free -= pixels
-        try:
-            yield
-        finally:
-            with self._condition:
-                self.free += pixels
-                self._condition.notify_all()
-
-
 @dataclass
 class ServerState:
     """What the routes share: the settings, the predictor (loaded by the app's lifespan unless given),
-    and what bounds the work done at once: a gate on the number of photos analysed together and a
-    budget of pixels being decoded. Both are held inside the worker thread: a prediction abandoned at
-    its time limit keeps its place until it really ends, so timeouts cannot pile up work past the bounds."""
+    and the gate that bounds how many photos are analysed at once (decoding is bounded further by the
+    intake's pixel budget). The gate is a thread semaphore, held inside the worker thread: a prediction
+    abandoned at its time limit keeps its place until it really ends, so timeouts cannot pile up work."""
 
     settings: Settings
     predictor: Predictor | None = None
     gate: threading.BoundedSemaphore = field(init=False)
-    pixels: PixelBudget = field(init=False)
 
     def __post_init__(self):
         self.gate = threading.BoundedSemaphore(self.settings.max_concurrent_predictions)
-        self.pixels = PixelBudget(MAX_PIXELS)
 
 
 def _state(request: Request) -> ServerState:
@@ -174,7 +146,7 @@ async def predict(
     filename, data = await _read_upload(request, settings)
 
     def run_prediction() -> PredictionResult:
-        with state.gate, state.pixels.take(_pixel_count(data)):
+        with state.gate:
             result = predictor.predict_image(data, name=filename, **detection)
             answer = PredictionResult(**dict(result))
             if annotate:
@@ -262,15 +234,6 @@ async def _read_upload(request: Request, settings: Settings) -> tuple[str, bytes
     if not _is_image(data):
         raise HTTPException(415, "the upload is not an image file (no known image format recognised)")
     return upload.filename or "upload", data
-
-
-def _pixel_count(data: bytes) -> int:
-    """The photo's pixels as its header states them (0 if unreadable: reading it will say why)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.width * image.height
-    except Exception:
-        return 0
 
 
 def _is_image(data: bytes) -> bool:

@@ -129,3 +129,19 @@ def is_loopback(host: str) -> bool:
             return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
         except OSError:
             return False
+
+
+def return_freed_memory_promptly() -> None:
+    """Makes glibc serve every allocation of 1 MB or more from its own mmap, returned to the system when
+    freed. By default glibc raises that threshold after the first large free, after which a decoded
+    photo's memory stays in the thread's arena: each worker thread then keeps its largest photo's worth,
+    and a server that decoded a few huge uploads keeps gigabytes. No effect off glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (fixing it also stops the dynamic raise)
+    except (OSError, AttributeError, TypeError):
+        log.debug("not glibc: memory is returned as the C library decides")
