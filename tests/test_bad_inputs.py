@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 
 import pytest
 from fastapi.testclient import TestClient
