@@ -237,3 +237,24 @@ def test_a_predict_run_writes_only_its_outputs(tmp_path, utkface_files, bundle_d
     assert run.returncode == 0, run.stderr
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if not p.is_dir())
     assert written == [f"work/out/{utkface_files[0].name.removesuffix('.jpg')}.annotated.jpg"]
+
+
+def test_an_unreadable_file_given_by_name_is_one_error_record(tmp_path, utkface_files, bundle_dir):
+    import shutil
+
+    locked = tmp_path / "locked.jpg"
+    shutil.copy(utkface_files[0], locked)
+    locked.chmod(0)
+    prefix = []
+    if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv")
+        drop = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"]
+    code = "import sys; from facescope.cli import main; sys.argv[0] = 'facescope'; main()"
+    run = subprocess.run([*prefix, sys.executable, "-c", code, "predict", str(locked), str(utkface_files[1]),
+                          "--model", str(bundle_dir)], env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr  # one unreadable file, not a refused run
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert "permission denied" in records[0]["error"] and len(records[1]["faces"]) == 1

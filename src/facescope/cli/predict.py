@@ -163,7 +163,9 @@ def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> tupl
 
 
 def predict_command(
-    paths: list[Path] = typer.Argument(..., help="image files and/or folders; - reads one photo from stdin"),
+    # readable=False: an unreadable file is one error record, not a usage error refusing the whole run.
+    paths: list[Path] = typer.Argument(..., readable=False,
+                                       help="image files and/or folders; - reads one photo from stdin"),
     model: str | None = typer.Option(None, "--model", "-m", help="bundle folder (default: the bundled model)"),
     format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f", help="jsonl | json | csv; "
                                         "each streams, one record per file as it is done"),
