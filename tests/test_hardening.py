@@ -233,7 +233,7 @@ def test_a_predict_run_writes_only_its_outputs(tmp_path, utkface_files, bundle_d
     env.pop("ORT_DISABLE_TELEMETRY", None)  # facescope itself must turn it off
     code = "import sys; from facescope.cli import main; sys.argv[0] = 'facescope'; main()"
     run = subprocess.run([sys.executable, "-c", code, "predict", str(utkface_files[0]), "--model", str(bundle_dir),
-                          "--annotate", "out"], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+                          "--annotate", "out"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if not p.is_dir())
     assert written == [f"work/out/{utkface_files[0].name.removesuffix('.jpg')}.annotated.jpg"]
@@ -254,7 +254,7 @@ def test_an_unreadable_file_given_by_name_is_one_error_record(tmp_path, utkface_
     code = "import sys; from facescope.cli import main; sys.argv[0] = 'facescope'; main()"
     run = subprocess.run([*prefix, sys.executable, "-c", code, "predict", str(locked), str(utkface_files[1]),
                           "--model", str(bundle_dir)], env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 1, run.stderr  # one unreadable file, not a refused run
     records = [json.loads(line) for line in run.stdout.splitlines()]
     assert "permission denied" in records[0]["error"] and len(records[1]["faces"]) == 1
