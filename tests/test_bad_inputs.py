@@ -73,7 +73,9 @@ def test_python_api_gives_the_same_outcomes(corpus, predictor):
 
 def test_server_gives_each_uploaded_case_its_status(corpus, predictor):
     folder, cases = corpus
-    client = TestClient(create_app(predictor=predictor, max_upload_bytes=20 * 1024 * 1024))
+    # A generous time limit: the 36 MP photo may queue behind other work on a busy machine (the time
+    # limit itself is tested in test_api.py).
+    client = TestClient(create_app(predictor=predictor, max_upload_bytes=20 * 1024 * 1024, request_timeout_s=600))
     for case in cases:
         if not case.regular:
             continue
