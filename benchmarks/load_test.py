@@ -2,10 +2,14 @@
 
 Starts a server itself (uvicorn on 127.0.0.1, a free port, the model from --model) or targets --url,
 sends --requests POST /api/v1/predict requests, at most --concurrency at a time, and reports
-requests/s, latency percentiles, errors and, for a server it started, its resident memory before and
-after. It stops by itself: after the last request, or at --time-limit.
+requests/s, latency percentiles, errors and, for a server it started, its resident memory before, at its
+peak during the run and after. It stops by itself: after the last request, or at --time-limit.
 
-    .venv/bin/python benchmarks/load_test.py --requests 128 --concurrency 32
+With --slow-clients N it also opens N connections that send half a request's headers and nothing more,
+while the load runs: the report says when the server closed each (it should at its header timeout,
+--header-timeout for a server this starts) and the load's own figures show the others kept being served.
+
+    .venv/bin/python benchmarks/load_test.py --requests 640 --concurrency 64 --slow-clients 8
     .venv/bin/python benchmarks/load_test.py --url http://127.0.0.1:8000
 """
 
@@ -19,6 +23,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +65,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(model: str | None, port: int) -> subprocess.Popen:
-    env = {**os.environ, "FACESCOPE_MODEL": model or ""}
+def start_server(model: str | None, port: int, header_timeout_s: float) -> subprocess.Popen:
+    env = {**os.environ, "FACESCOPE_MODEL": model or "", "FACESCOPE_HEADER_TIMEOUT_S": str(header_timeout_s)}
     command = [sys.executable, "-m", "uvicorn", "facescope.serving.app:app_from_env", "--factory",
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+               "--http", "facescope.serving.security:HeaderTimeoutH11Protocol"]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
 
 
@@ -86,6 +92,40 @@ def rss_mib(server: subprocess.Popen) -> float:
     import psutil
 
     return psutil.Process(server.pid).memory_info().rss / 2**20
+
+
+class PeakMemory(threading.Thread):
+    """Samples a process's resident memory every 0.2 s; `peak_mib` is the most seen."""
+
+    def __init__(self, server: subprocess.Popen):
+        super().__init__(daemon=True)
+        self.server, self.peak_mib, self.done = server, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self.peak_mib = max(self.peak_mib, rss_mib(self.server))
+
+
+class SlowClient(threading.Thread):
+    """A connection that sends half a request's headers and stalls; `closed_after_s` is when the server
+    closed it, in seconds after it connected (None while open, or if still open after `give_up_s`)."""
+
+    def __init__(self, url: str, give_up_s: float):
+        super().__init__(daemon=True)
+        self.address, self.give_up_s, self.closed_after_s = (urlsplit(url).hostname, urlsplit(url).port), give_up_s, None
+
+    def run(self) -> None:
+        with socket.create_connection(self.address) as connection:
+            opened = time.monotonic()
+            connection.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-")
+            connection.settimeout(self.give_up_s)
+            try:
+                if connection.recv(1) == b"":
+                    self.closed_after_s = time.monotonic() - opened
+            except TimeoutError:
+                pass
+            except OSError:
+                self.closed_after_s = time.monotonic() - opened
 
 
 def content_type(name: str) -> str:
@@ -153,7 +193,10 @@ def main() -> None:
     parser.add_argument("--url", help="a running server on this machine (default: start one on 127.0.0.1)")
     parser.add_argument("--model", help="model bundle for the server this starts (default: the bundled model)")
     parser.add_argument("--requests", type=int, default=320, help="requests to send in all")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight at once")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight at once")
+    parser.add_argument("--slow-clients", type=int, default=0, help="connections that stall mid-headers")
+    parser.add_argument("--header-timeout", type=float, default=5.0,
+                        help="the header timeout of a server this starts, in seconds")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of face photos to send")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds after which the test stops")
     parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds one request may take")
@@ -168,19 +211,31 @@ def main() -> None:
         require_loopback(url)
     else:
         url = f"http://127.0.0.1:{free_port()}"
-        server = start_server(args.model, int(url.rsplit(":", 1)[1]))
+        server = start_server(args.model, int(url.rsplit(":", 1)[1]), args.header_timeout)
     try:
         wait_until_ready(url, server, timeout_s=120)
         if server is not None:
             print(f"server RSS before: {rss_mib(server):.0f} MiB")
+            peak = PeakMemory(server)
+            peak.start()
+        slow = [SlowClient(url, give_up_s=args.header_timeout * 3) for _ in range(args.slow_clients)]
+        for client in slow:
+            client.start()
         outcome = Outcome()
         started = time.perf_counter()
         stopped_early = asyncio.run(send_requests_until(
             args.time_limit, outcome, url, photos, args.requests, args.concurrency, args.request_timeout
         ))
         report(outcome, time.perf_counter() - started, args.requests, args.concurrency, stopped_early)
+        if slow:
+            for client in slow:
+                client.join()
+            shut = [client.closed_after_s for client in slow if client.closed_after_s is not None]
+            print(f"slow clients: {len(shut)} of {len(slow)} closed by the server"
+                  + (f", after {min(shut):.1f} to {max(shut):.1f} s" if shut else ""))
         if server is not None:
-            print(f"server RSS after: {rss_mib(server):.0f} MiB")
+            peak.done.set()
+            print(f"server RSS peak during the run: {peak.peak_mib:.0f} MiB; after: {rss_mib(server):.0f} MiB")
     finally:
         if server is not None:
             server.terminate()

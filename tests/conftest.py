@@ -54,3 +54,41 @@ def compose_canvas(crops: list[Path], size: tuple[int, int] = (900, 400), gap: i
         boxes.append((x, y, x + w, y + h))
         x += w + gap
     return canvas, boxes
+
+
+# Crop sides for `compose_group_photo`: a UTKFace crop's face box is about 0.55 of its side, so these give
+# faces of about 40, 60, 100, 200 and 400 px.
+GROUP_CROP_SIDES = (72, 110, 180, 360, 720)
+
+
+def compose_group_photo(crops: list[Path], sides=GROUP_CROP_SIDES, rotated_side: int = 200,
+                        rotation: float = 25.0, size: tuple[int, int] = (2000, 1000), seed: int = 0):
+    """A group photo made of real crops: one per side in `sides`, resized and pasted left to right
+    (bottom-aligned) on a textured background, then one more (crops[len(sides)]) turned by `rotation`
+    degrees. Returns the HxWx3 image and each pasted crop's (x1, y1, x2, y2)."""
+    from PIL import Image
+
+    from facescope.faces import read_image
+
+    rng = np.random.default_rng(seed)
+    noise = Image.fromarray(rng.integers(60, 200, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8))
+    canvas = noise.resize(size, Image.Resampling.BICUBIC)
+    boxes, x, gap = [], 20, 20
+    for path, side in zip(crops, sides):
+        crop = Image.fromarray(read_image(path)).resize((side, side), Image.Resampling.LANCZOS)
+        y = size[1] - side - 20
+        canvas.paste(crop, (x, y))
+        boxes.append((x, y, x + side, y + side))
+        x += side + gap
+    crop = Image.fromarray(read_image(crops[len(sides)])).resize((rotated_side, rotated_side), Image.Resampling.LANCZOS)
+    turned = crop.convert("RGBA").rotate(rotation, resample=Image.Resampling.BICUBIC, expand=True)
+    x, y = size[0] - turned.width - 20, 20
+    canvas.paste(turned, (x, y), turned)
+    boxes.append((x, y, x + turned.width, y + turned.height))
+    return np.asarray(canvas), boxes
+
+
+def face_recall(faces, boxes) -> list[bool]:
+    """For each pasted crop's box, whether a found face's centre lies inside it."""
+    centres = [((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2) for f in faces]
+    return [any(x1 < cx < x2 and y1 < cy < y2 for cx, cy in centres) for x1, y1, x2, y2 in boxes]

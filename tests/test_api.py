@@ -120,7 +120,8 @@ def test_predict_schema_on_real_crops(client: TestClient, predictor: Predictor, 
         assert response.status_code == 200, response.text
         result = response.json()
         # Exactly a line of `facescope predict --format jsonl` (no annotated_image key unless asked for).
-        assert set(result) == {"path", "width", "height", "faces", "error"}
+        assert set(result) == {"path", "width", "height", "faces", "faces_found", "error"}
+        assert result["faces_found"] == len(result["faces"])
         assert (result["path"], result["width"], result["height"], result["error"]) == (name, 200, 200, None)
         assert len(result["faces"]) == 1
         check_face(result["faces"][0], 200, 200, predictor.info.race_labels)
@@ -153,8 +154,9 @@ def test_three_pasted_faces_give_three_faces(client: TestClient, predictor: Pred
 def test_faces_per_image_are_capped(predictor: Predictor, three_faces):
     capped = TestClient(create_app(predictor=predictor, max_faces=2))
     data, _ = three_faces
-    faces = post_photo(capped, data, "three.png", "image/png").json()["faces"]
-    assert len(faces) == 2
+    result = post_photo(capped, data, "three.png", "image/png").json()
+    faces = result["faces"]
+    assert len(faces) == 2 and result["faces_found"] == 3  # the answer says how many were left out
     areas = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in (face["box"] for face in faces)]
     assert areas == sorted(areas, reverse=True)
 
@@ -226,9 +228,9 @@ def test_422_without_a_file_field(client: TestClient):
 
 
 class SlowPredictor(Predictor):
-    def predict(self, image, aligned=False):
+    def predict_image(self, image, aligned=False, **options):
         time.sleep(0.5)
-        return super().predict(image, aligned)
+        return super().predict_image(image, aligned, **options)
 
 
 def test_504_when_the_prediction_takes_too_long(bundle_dir, crops: list[bytes]):

@@ -60,7 +60,8 @@ def test_jsonl_has_one_valid_object_per_file_and_names_every_broken_one(photo_fo
     results = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in lines}
     race_labels = read_bundle_info(bundle_dir).race_labels
     for name, result in results.items():
-        assert set(result) == {"path", "width", "height", "faces", "error"}
+        assert set(result) == {"path", "width", "height", "faces", "faces_found", "error"}
+        assert result["faces_found"] == len(result["faces"])
         if name in ("cut.jpg", "empty.jpg", "notes.txt"):
             assert result["error"] and result["faces"] == [] and name in result["error"]
             continue
@@ -119,7 +120,7 @@ def test_predictor_accepts_bytes_and_arrays_and_refuses_bad_arrays(predictor, ut
     from_array = predictor.predict(read_image(utkface_files[0]))
     assert from_bytes[0].race.probs == pytest.approx(from_array[0].race.probs, abs=1e-4)
     with pytest.raises(ValueError, match="uint8"):
-        predictor.predict(np.zeros((10, 10), np.float32))
+        predictor.predict(np.zeros((10, 10, 2), np.float32))
 
 
 def test_prediction_path_imports_no_pytorch(bundle_dir, utkface_files):

@@ -1,13 +1,17 @@
 """`facescope predict PATH...`: every face in every photo, as JSON lines (or JSON, or CSV) on stdout.
 
 stdout carries the results and nothing else; progress, the use notice and the summary go to stderr.
-Exit status 0 when every file was read, 1 when some could not be.
+Every path given or found gets exactly one record, in order, written as soon as it is computed: a run
+stopped half-way keeps every record already written (in JSON, the document is closed on the way out).
+Exit status: 0 every file read, 1 some could not be (each has its error record), 2 a usage error (a bad
+option, a bad model bundle), 3 an internal error (a bug: please report it).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -17,6 +21,10 @@ from tqdm import tqdm
 
 from facescope.inference.results import ImageResult
 
+EXIT_UNREADABLE = 1
+EXIT_INTERNAL_ERROR = 3
+STDIN = "-"
+
 
 class OutputFormat(str, Enum):
     jsonl = "jsonl"
@@ -24,25 +32,73 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
-CSV_COLUMNS = ["path", "width", "height", "face", "x1", "y1", "x2", "y2", "score", "age_years", "age_bin",
-               "gender", "gender_prob", "race", "race_prob", "error"]
+CSV_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
+               "age_bin", "gender", "gender_prob", "race", "race_prob", "error"]
+# A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Suffixes of image files: a folder named like one, met while scanning, is reported rather than ignored.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".avif", ".jp2"}
 
 
-def collect_files(paths: list[Path], recursive: bool) -> list[Path]:
-    """The files to read: each file given, and the (non-hidden) files in each folder given, sorted.
-    Every file in a folder is tried, so a broken or non-image file is reported rather than ignored."""
+def collect_files(paths: list[Path], recursive: bool) -> tuple[list[Path], dict[str, int]]:
+    """The inputs to read, in order, and counts of what was passed over on purpose.
+
+    Each path given is read as it is, except a folder, whose entries are taken sorted by name: every
+    entry that is not a folder is tried (a FIFO, a socket, a broken link, a file that is not an image:
+    each gets its error record), hidden entries (`.name`) are passed over, and sub-folders are searched
+    with `recursive` (each folder once, links to folders included), else passed over and counted, except
+    one named like an image (`x.jpg/`), which is reported."""
     files: list[Path] = []
+    skipped = {"hidden": 0, "sub-folders": 0}
+    seen_folders: set[tuple[int, int]] = set()
+
+    def scan(folder: Path) -> None:
+        try:
+            identity = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda entry: os.fsencode(entry.name))
+        except OSError:
+            files.append(folder)  # the reader says why it cannot be read (permission denied, ...)
+            return
+        seen_folders.add((identity.st_dev, identity.st_ino))
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                skipped["hidden"] += 1
+            elif not _is_folder(entry):
+                files.append(path)
+            elif recursive:
+                info = path.stat()
+                if (info.st_dev, info.st_ino) not in seen_folders:  # a link back up would loop forever
+                    scan(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(path)
+            else:
+                skipped["sub-folders"] += 1
+
     for path in paths:
-        if path.is_dir():
-            found = path.rglob("*") if recursive else path.iterdir()
-            files += sorted(p for p in found if p.is_file() and not p.name.startswith("."))
+        if str(path) != STDIN and path.is_dir():
+            scan(path)
         else:
-            files.append(path)  # a missing file is reported by the reader, in order
-    return files
+            files.append(path)  # the reader reports a missing or unreadable file, in order
+    return files, skipped
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links; a link loop or a dangling link is not a folder
+    except OSError:
+        return False
+
+
+def _cell(value):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value  # shown as text, never evaluated
+    return value
 
 
 def _csv_rows(result: ImageResult):
-    base = {"path": result.path, "width": result.width, "height": result.height, "error": result.error}
+    base = {"path": _cell(result.path), "width": result.width, "height": result.height,
+            "faces_found": result.faces_found, "error": _cell(result.error)}
     if not result.faces:
         yield base
     for index, face in enumerate(result.faces):
@@ -54,17 +110,79 @@ def _csv_rows(result: ImageResult):
         }
 
 
+class _Writer:
+    """Writes each result as it comes, in the chosen format; `close` ends a JSON document, and is called
+    however the run ends, so what was written stays valid."""
+
+    def __init__(self, out, format: OutputFormat):
+        self.out, self.format, self.count = out, format, 0
+        self.csv = csv.DictWriter(out, CSV_COLUMNS) if format is OutputFormat.csv else None
+        if self.csv:
+            self.csv.writeheader()
+        elif format is OutputFormat.json:
+            out.write("[")
+
+    def write(self, result: ImageResult) -> None:
+        if self.csv:
+            self.csv.writerows(_csv_rows(result))
+        elif self.format is OutputFormat.jsonl:
+            self.out.write(result.model_dump_json() + "\n")
+        else:
+            self.out.write(("," if self.count else "") + "\n" + result.model_dump_json(indent=2))
+        self.count += 1
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.format is OutputFormat.json:
+            self.out.write("\n]\n" if self.count else "]\n")
+        self.out.flush()
+
+
+def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> tuple[Path, bool]:
+    """Writes the annotated photo under a name no other file has: `face.annotated.jpg`, or
+    `face.annotated-2.jpg` and so on when that is taken (by another photo of this run, or already there)."""
+    from facescope.faces import read_image
+    from facescope.serving.annotate import annotate_image
+
+    # Read again rather than kept: the predictor works ahead on many photos, and holding each full-size
+    # photo until its turn here could take gigabytes.
+    annotated = annotate_image(read_image(source), result.faces)
+    stem = "stdin" if isinstance(source, bytes) else Path(source).stem
+    for number in range(1, 100_000):
+        target = folder / f"{stem}.annotated{'' if number == 1 else f'-{number}'}.jpg"
+        if target.name in used:
+            continue
+        try:
+            with open(target, "xb") as file:  # "x": fails rather than overwrite a file already there
+                annotated.save(file, format="JPEG", quality=92)
+        except FileExistsError:
+            continue
+        used.add(target.name)
+        return target, number > 1
+    raise FileExistsError(f"no free name for {stem}.annotated.jpg in {folder}")
+
+
 def predict_command(
-    paths: list[Path] = typer.Argument(..., metavar="PHOTO", help="image files and/or folders"),
-    model: str | None = typer.Option(None, "--model", "-m", metavar="BUNDLE",
-                                     help="bundle folder (default: the bundled model)"),
-    format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f",
-                                        help="one JSON object per line, one JSON list, or one CSV row per face"),
-    annotate: Path | None = typer.Option(None, "--annotate", metavar="DIR",
-                                         help="write each photo with boxes and labels here"),
+    # readable=False: an unreadable file is one error record, not a usage error refusing the whole run.
+    paths: list[Path] = typer.Argument(..., readable=False, metavar="PHOTO",
+                                       help="image files and/or folders; - reads one photo from stdin"),
+    model: str | None = typer.Option(None, "--model", "-m", metavar="MODEL",
+                                     help="installed model name (facescope models) or bundle folder "
+                                          "(default: the bundled model)"),
+    format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f", help="jsonl | json | csv; "
+                                        "each streams, one record per file as it is done"),
+    annotate: Path | None = typer.Option(None, "--annotate", metavar="DIR", help="write each photo with boxes "
+                                         "and labels here (never overwriting: NAME.annotated-2.jpg when taken)"),
     aligned: bool = typer.Option(False, "--aligned", help="each image is one aligned face crop (no detection)"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="look into sub-folders"),
-    batch_size: int = typer.Option(32, help="faces per network batch"),
+    batch_size: int = typer.Option(32, min=1, help="faces per network batch"),
+    detection_size: int | None = typer.Option(None, min=32, max=8192, help="longer side photos are detected "
+                                              "at, in px (default 960): larger finds smaller faces, slower"),
+    score_threshold: float | None = typer.Option(None, min=0.0, max=1.0, help="lowest detector score kept "
+                                                 "(default 0.7)"),
+    min_face_size: float | None = typer.Option(None, min=0, help="smallest face kept, in px (default 20)"),
+    max_faces: int | None = typer.Option(None, min=1, help="most faces analysed per photo, the largest "
+                                         "first (default 50); each record says how many were found"),
 ) -> None:
     """Estimate age, gender and race for every face in the given photos.
 
@@ -78,44 +196,57 @@ def predict_command(
       facescope predict group.jpg --annotate annotated/ > group.jsonl
     """
     from facescope.cli import NOTICE
-    from facescope.inference.predictor import Predictor
+    from facescope.faces.intake import display_name
+    from facescope.inference.predictor import INTERNAL_ERROR, Predictor
 
     typer.echo(f"note: {NOTICE}", err=True)
-    predictor = Predictor(model, batch_size=batch_size)
-    files = collect_files(paths, recursive)
-    if annotate is not None:
-        from facescope.faces import read_image
-        from facescope.serving.annotate import annotate_image
+    detection = {"detection_size": detection_size, "score_threshold": score_threshold,
+                 "min_face_size": min_face_size, "max_faces": max_faces}
+    predictor = Predictor(model, batch_size=batch_size, **{k: v for k, v in detection.items() if v is not None})
+    files, skipped = collect_files(paths, recursive)
 
+    # Standard input is read here, once, so the photo can be read again to annotate it.
+    sources = [sys.stdin.buffer.read() if str(f) == STDIN else f for f in files]
+    names = ["<stdin>" if str(f) == STDIN else display_name(f) for f in files]
+    if annotate is not None:
         annotate.mkdir(parents=True, exist_ok=True)
-    results = predictor.predict_images(files, aligned=aligned, names=[str(f) for f in files])
-    progress = tqdm(results, total=len(files), unit="img", desc="predicting", file=sys.stderr,
+    results = predictor.predict_images(sources, aligned=aligned, names=names)
+    progress = tqdm(zip(sources, results), total=len(files), unit="img", desc="predicting", file=sys.stderr,
                     disable=len(files) < 2)
-    out = sys.stdout
-    writer = csv.DictWriter(out, CSV_COLUMNS) if format is OutputFormat.csv else None
-    if writer:
-        writer.writeheader()
-    collected, failed, faces = [], [], 0
-    for result in progress:
-        faces += len(result.faces)
-        if result.error:
-            failed.append(result)
-        if format is OutputFormat.jsonl:
-            out.write(result.model_dump_json() + "\n")
-            out.flush()
-        elif writer:
-            writer.writerows(_csv_rows(result))
-        else:
-            collected.append(result.model_dump())
-        if annotate is not None and not result.error:
-            # Read again rather than kept: the predictor works ahead on many photos, and holding each
-            # full-size photo until its turn here could take gigabytes.
-            annotated = annotate_image(read_image(result.path), result.faces)
-            annotated.save(annotate / f"{Path(result.path).stem}.annotated.jpg", quality=92)
-    if format is OutputFormat.json:
-        json.dump(collected, out, indent=2)
-        out.write("\n")
+    writer = _Writer(sys.stdout, format)
+    failed, internal, faces, annotated_names = [], 0, 0, set()
+    try:
+        for source, result in progress:
+            faces += len(result.faces)
+            if result.error:
+                failed.append(result.error)
+                internal += result.error.startswith(INTERNAL_ERROR)
+            writer.write(result)
+            if annotate is not None and not result.error:
+                try:
+                    target, renamed = _annotate(result, source, annotate, annotated_names)
+                    if renamed:
+                        typer.echo(f"{result.path}: annotated as {display_name(target)} (name taken)", err=True)
+                except Exception as error:  # the results are written; one picture not drawn is an error
+                    failed.append(f"{result.path}: could not write its annotated copy ({error})")
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more can be written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_UNREADABLE if failed else 0) from None
+    except KeyboardInterrupt:
+        writer.close()
+        typer.echo(f"interrupted: {writer.count} of {len(files)} files written", err=True)
+        raise typer.Exit(130) from None
+    except Exception as error:
+        writer.close()
+        typer.echo(f"internal error after {writer.count} of {len(files)} files: {type(error).__name__}: {error}",
+                   err=True)
+        raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+    writer.close()
     typer.echo(f"{len(files)} files, {faces} faces, {len(failed)} unreadable", err=True)
-    for result in failed:
-        typer.echo(f"  error: {result.error}", err=True)
-    raise typer.Exit(1 if failed else 0)
+    passed_over = ", ".join(f"{count} {kind}" for kind, count in skipped.items() if count)
+    if passed_over:
+        typer.echo(f"passed over: {passed_over}" + (" (use --recursive)" if skipped["sub-folders"] else ""),
+                   err=True)
+    for error in failed:
+        typer.echo(f"  error: {error}", err=True)
+    raise typer.Exit(EXIT_INTERNAL_ERROR if internal else EXIT_UNREADABLE if failed else 0)

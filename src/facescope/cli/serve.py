@@ -1,4 +1,8 @@
-"""`facescope serve`: the web page and REST API (facescope.serving.app) under uvicorn."""
+"""`facescope serve`: the web page and REST API (facescope.serving.app) under uvicorn.
+
+Every flag is a setting of facescope.serving.settings.Settings and can be given as a FACESCOPE_* variable
+instead (`FACESCOPE_MAX_FACES=30`); a flag wins over the variable.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,37 @@ import os
 
 import typer
 
+BANNER = "!" * 78
+
 
 def serve_command(
-    host: str = typer.Option("127.0.0.1", help="address to listen on; 0.0.0.0 opens the service to the network"),
-    port: int = typer.Option(8000, help="TCP port"),
-    model: str | None = typer.Option(None, metavar="BUNDLE", help="model bundle folder (with model.onnx and model.json); "
-                                                "default: the bundled model"),
-    workers: int = typer.Option(1, min=1, help="worker processes, each with its own copy of the model; one "
-                                                 "already runs a prediction per CPU core at a time"),
-    max_upload_mb: float = typer.Option(10.0, help="largest photo accepted, in MB (larger: 413)"),
-    max_faces: int = typer.Option(20, min=1, help="most faces analysed per photo (the largest first)"),
-    timeout: float = typer.Option(30.0, help="seconds a prediction may take, queueing included (longer: 504)"),
+    host: str | None = typer.Option(None, help="address to listen on (default 127.0.0.1); 0.0.0.0 opens "
+                                    "the service to the network [FACESCOPE_HOST]"),
+    port: int | None = typer.Option(None, help="TCP port (default 8000) [FACESCOPE_PORT]"),
+    model: str | None = typer.Option(None, metavar="MODEL", help="installed model name or bundle folder (with model.onnx and model.json); "
+                                                "default: the bundled model [FACESCOPE_MODEL]"),
+    workers: int | None = typer.Option(None, min=1, help="worker processes, each with its own copy of the "
+                                       "model (default 1) [FACESCOPE_WORKERS]"),
+    max_upload_mb: float | None = typer.Option(None, min=0.001, help="largest photo accepted, in MB (default "
+                                               "10; larger: 413) [FACESCOPE_MAX_UPLOAD_BYTES, in bytes]"),
+    max_faces: int | None = typer.Option(None, min=1, help="most faces analysed per photo, the largest first "
+                                         "(default 50) [FACESCOPE_MAX_FACES]"),
+    detection_size: int | None = typer.Option(None, min=32, max=8192, help="longer side photos are detected "
+                                              "at, in px (default 960) [FACESCOPE_DETECTION_SIZE]"),
+    score_threshold: float | None = typer.Option(None, min=0.0, max=1.0, help="lowest detector score kept "
+                                                 "(default 0.7) [FACESCOPE_SCORE_THRESHOLD]"),
+    min_face_size: float | None = typer.Option(None, min=0, help="smallest face kept, in px (default 20) "
+                                               "[FACESCOPE_MIN_FACE_SIZE]"),
+    timeout: float | None = typer.Option(None, help="seconds a prediction may take, queueing included "
+                                         "(default 30; longer: 504) [FACESCOPE_REQUEST_TIMEOUT_S]"),
+    header_timeout: float | None = typer.Option(None, help="seconds a client has to send a request's "
+                                                "headers (default 10) [FACESCOPE_HEADER_TIMEOUT_S]"),
+    body_timeout: float | None = typer.Option(None, help="seconds a client has to send its upload "
+                                              "(default 30; longer: 408) [FACESCOPE_BODY_TIMEOUT_S]"),
+    cors_origins: str | None = typer.Option(None, help="comma-separated origins whose pages may call the API "
+                                            "(default none) [FACESCOPE_CORS_ORIGINS]"),
 ) -> None:
-    """Serve the web page at / and the REST API under /api/v1 (its OpenAPI schema at /openapi.json).
+    """Serve the web page at / and the REST API under /api/v1 (its docs at /docs).
 
     Photos sent to it stay in memory: never written to disk, never logged. The model's facts go to
     stdout at start-up, uvicorn's log to stderr.
@@ -32,19 +54,32 @@ def serve_command(
     import uvicorn
 
     from facescope.bundles import read_bundle_info
-    from facescope.serving import app as serving
+    from facescope.serving.security import is_loopback
+    from facescope.serving.settings import Settings
 
-    info = read_bundle_info(model)  # a wrong --model fails here, before any worker starts
+    flags = {
+        "host": host, "port": port, "model": model, "workers": workers, "max_faces": max_faces,
+        "max_upload_bytes": None if max_upload_mb is None else round(max_upload_mb * 1024 * 1024),
+        "detection_size": detection_size, "score_threshold": score_threshold, "min_face_size": min_face_size,
+        "request_timeout_s": timeout, "header_timeout_s": header_timeout, "body_timeout_s": body_timeout,
+        "cors_origins": cors_origins,
+    }
+    # The one way the app gets its settings: uvicorn builds it in each worker from the factory, which
+    # reads them from the environment (a worker process cannot be handed Python objects).
+    os.environ.update({f"FACESCOPE_{name.upper()}": str(value) for name, value in flags.items() if value is not None})
+    settings = Settings()  # checks every value, from flags and variables alike, before anything starts
+    info = read_bundle_info(settings.model)  # a wrong --model fails here, before any worker starts
     typer.echo(f"model {info.name} ({info.backbone}, race labels: {', '.join(info.race_labels)})")
     typer.echo(f"intended use: {info.intended_use}")
     typer.echo("must not be used for:\n" + "\n".join(f"  - {item}" for item in info.must_not_be_used_for))
     typer.echo(f"licence: {info.licence}")
-    # The one way the app gets its settings: uvicorn builds it in each worker from the factory, which
-    # reads them from the environment (a worker process cannot be handed Python objects).
-    os.environ.update({
-        serving.ENV_MODEL: model or "",  # empty: the bundled model
-        serving.ENV_MAX_UPLOAD_MB: str(max_upload_mb),
-        serving.ENV_MAX_FACES: str(max_faces),
-        serving.ENV_REQUEST_TIMEOUT_S: str(timeout),
-    })
-    uvicorn.run("facescope.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+    if not is_loopback(settings.host):
+        typer.echo(
+            f"{BANNER}\nWARNING: listening on {settings.host}: anyone who can reach this machine on port "
+            f"{settings.port} can upload photos and read estimates of age, gender and race. There is no "
+            "login and no TLS here: put an authenticating HTTPS proxy in front, or use --host 127.0.0.1."
+            f"\n{BANNER}", err=True,
+        )
+    uvicorn.run("facescope.serving.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, timeout_keep_alive=settings.keep_alive_s,
+                http="facescope.serving.security:HeaderTimeoutH11Protocol")

@@ -4,10 +4,10 @@ crops (crops)."""
 
 from facescope.faces.align import CANONICAL, Framing, align_face
 from facescope.faces.detect import DetectedFace, FaceDetector
-from facescope.faces.intake import ImageReadError, read_image
+from facescope.faces.intake import ImageReadError, Photo, read_image, read_photo
 from facescope.faces.pipeline import FACE_RULES, AlignedFace, find_faces
 
 __all__ = [
-    "CANONICAL", "Framing", "align_face", "DetectedFace", "FaceDetector", "ImageReadError", "read_image",
-    "FACE_RULES", "AlignedFace", "find_faces",
+    "CANONICAL", "Framing", "align_face", "DetectedFace", "FaceDetector", "ImageReadError", "Photo", "read_image",
+    "read_photo", "FACE_RULES", "AlignedFace", "find_faces",
 ]

@@ -50,7 +50,7 @@ def record_crop(record: FaceRecord, size: int, framing: Framing = CANONICAL) -> 
     rule = face_rule(record)
     if _detector is None and (rule != "aligned" or record.box is not None):
         _detector = FaceDetector(threads=1)
-    faces = find_faces(record_image(record), size, framing, rule, _detector, box=record.box)
+    faces, _ = find_faces(record_image(record), size, framing, rule, _detector, box=record.box)
     return faces[0].crop if faces else None
 
 

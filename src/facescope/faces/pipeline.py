@@ -32,19 +32,23 @@ class AlignedFace:
 
 def find_faces(image: np.ndarray, size: int, framing: Framing = CANONICAL, rule: str = "all",
                detector: FaceDetector | None = None, box: tuple[float, float, float, float] | None = None,
-               max_faces: int | None = None) -> list[AlignedFace]:
-    """The faces of an RGB uint8 image chosen by `rule` (or the detected face that overlaps `box` most),
-    aligned to `framing` at size x size px."""
+               max_faces: int | None = None, **detection) -> tuple[list[AlignedFace], int]:
+    """(faces, how many were found): the faces of an RGB uint8 image chosen by `rule` (or the detected face
+    that overlaps `box` most), at most `max_faces`, aligned to `framing` at size x size px. `detection`:
+    the detector's per-call options (detection_size, score_threshold, min_face_size)."""
     if rule not in FACE_RULES:
         raise ValueError(f"unknown face rule {rule!r}; known: {FACE_RULES}")
     height, width = image.shape[:2]
     if rule == "aligned" and box is None:
         landmarks = CANONICAL.landmarks_in(width, height)
         return [AlignedFace((0.0, 0.0, float(width), float(height)), 1.0, landmarks,
-                            align_face(image, landmarks, size, framing))]
+                            align_face(image, landmarks, size, framing))], 1
     if detector is None:
         raise ValueError(f"face rule {rule!r} needs a detector")
-    faces = detector.detect(image)
+    if "detection_size" in detection:
+        detection["max_side"] = detection.pop("detection_size")
+    faces = detector.detect(image, **detection)
+    found = len(faces)
     if box is not None:
         faces = _best_overlap(faces, box)
     elif rule == "largest":
@@ -53,7 +57,7 @@ def find_faces(image: np.ndarray, size: int, framing: Framing = CANONICAL, rule:
         faces = sorted(faces, key=lambda f: _centre_distance(f, width, height))[:1]
     if max_faces is not None:
         faces = faces[:max_faces]
-    return [AlignedFace(f.box, f.score, f.landmarks, align_face(image, f.landmarks, size, framing)) for f in faces]
+    return [AlignedFace(f.box, f.score, f.landmarks, align_face(image, f.landmarks, size, framing)) for f in faces], found
 
 
 def _centre_distance(face: DetectedFace, width: int, height: int) -> float:

@@ -4,7 +4,7 @@
     predictor = Predictor()                  # the bundled default model
     faces = predictor.predict("photo.jpg")   # list[FaceResult], largest face first
 
-A photo goes: read_image (faces.intake) -> find_faces (faces.pipeline: detect, then align to the
+A photo goes: read_photo (faces.intake) -> find_faces (faces.pipeline: detect, then align to the
 bundle's framing) -> LoadedBundle.run (bundles.contract: the bundle's declared input and outputs, one
 batched ONNX run) -> FaceResult (inference.results). Several models (`also=[...]`) share one detection
 pass: each face is aligned once per model's framing.
@@ -12,6 +12,7 @@ pass: each face is aligned once per model's framing.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -22,26 +23,42 @@ import numpy as np
 
 from facescope import labels
 from facescope.bundles import BundleInfo, LoadedBundle, load_bundle, resolve_bundle
-from facescope.faces import FaceDetector, ImageReadError, align_face, find_faces, read_image
+from facescope.faces import FaceDetector, ImageReadError, Photo, align_face, find_faces, read_photo
+from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD
+from facescope.faces.intake import Channels
 from facescope.inference.results import AgeEstimate, Estimates, FaceResult, ImageResult, LabelEstimate
 
-ImageSource = str | Path | bytes | np.ndarray
+# What `predict` takes: a path, encoded bytes (bytes, bytearray, memoryview), a binary file object, a PIL
+# image, or a numpy array (grey, RGB/BGR or with alpha; uint8 or float). See facescope.faces.read_photo.
+ImageSource = object
 _YEAR_TO_BIN = np.array(labels.year_to_bin_index())
+# An error record for a photo that broke facescope itself (a bug), rather than being unreadable.
+INTERNAL_ERROR = "internal error"
+MAX_FACES = 50
+log = logging.getLogger(__name__)
 
 
 class Predictor:
     """`workers` threads read, detect and align photos side by side (onnxruntime, OpenCV and Pillow
     release the GIL) while the network runs on batches of their crops; `threads` is the network's
-    onnxruntime thread count (0: all cores)."""
+    onnxruntime thread count (0: all cores).
+
+    Detection: photos are detected at most `detection_size` px on their longer side (larger finds smaller
+    faces, slower), faces scoring under `score_threshold` or smaller than `min_face_size` px are dropped,
+    and the largest `max_faces` are analysed. Each `predict*` call can override these."""
 
     def __init__(self, model: str | Path | None = None, detector: FaceDetector | None = None,
-                 threads: int = 0, max_faces: int = 50, batch_size: int = 32, workers: int | None = None,
-                 also: Iterable[str | Path] = ()):
+                 threads: int = 0, max_faces: int = MAX_FACES, batch_size: int = 32, workers: int | None = None,
+                 detection_size: int = DETECTION_SIZE, score_threshold: float = SCORE_THRESHOLD,
+                 min_face_size: float = MIN_FACE_SIZE, also: Iterable[str | Path] = ()):
         self.models: list[LoadedBundle] = [load_bundle(resolve_bundle(m), threads) for m in (model, *also)]
         self._detector = detector
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.max_faces = max_faces
         self.batch_size = batch_size
+        self.detection_size = detection_size
+        self.score_threshold = score_threshold
+        self.min_face_size = min_face_size
 
     @property
     def detector(self) -> FaceDetector:
@@ -69,18 +86,32 @@ class Predictor:
             out += [_estimates(bundle.info, g, r, a) for g, r, a in zip(probs["gender"], probs["race"], probs["age"])]
         return out
 
-    def predict(self, image: ImageSource, aligned: bool = False) -> list[FaceResult]:
-        """Every face in one image (a path, encoded bytes or an RGB array), largest first."""
-        return self._faces(*self._locate(self._read(image), aligned))
+    def predict(self, image: ImageSource, aligned: bool = False, *, channels: Channels = "RGB",
+                **detection) -> list[FaceResult]:
+        """Every face in one image, largest first (at most `max_faces`). `image`: a path, bytes, a binary
+        file object, a PIL image or a numpy array (`channels="BGR"` for OpenCV's); anything else is a
+        TypeError, an unreadable image an ImageReadError. `detection`: detection_size, score_threshold,
+        min_face_size, max_faces, overriding the predictor's."""
+        return self.predict_image(image, aligned, channels=channels, **detection).faces
+
+    def predict_image(self, image: ImageSource, aligned: bool = False, *, name: str | None = None,
+                      channels: Channels = "RGB", **detection) -> ImageResult:
+        """As `predict`, with the whole answer: the photo's size, faces found and shown, frames."""
+        result, detections, crops = self._analyse(image, name or _name_of(image), aligned, channels, detection)
+        result.faces = self._faces(detections, crops)
+        return result
 
     def predict_images(self, sources: Iterable[ImageSource], aligned: bool = False,
-                       names: Iterable[str] | None = None) -> Iterator[ImageResult]:
+                       names: Iterable[str] | None = None, *, channels: Channels = "RGB",
+                       **detection) -> Iterator[ImageResult]:
         """One `ImageResult` per source, in order; faces from many photos share network batches, and an
-        unreadable file gives a result with `error` set instead of stopping the run."""
+        unreadable file (or one that breaks facescope: its error starts with "internal error") gives a
+        result with `error` set instead of stopping the run."""
+        _check_detection_options(detection)
         names = iter(names) if names is not None else None
         pending: list[tuple[ImageResult, list, list]] = []
         crops_waiting = 0
-        for prepared in self._prepare_all(sources, names, aligned):
+        for prepared in self._prepare_all(sources, names, aligned, channels, detection):
             pending.append(prepared)
             crops_waiting += len(prepared[2])
             if crops_waiting >= self.batch_size:
@@ -88,28 +119,42 @@ class Predictor:
                 pending, crops_waiting = [], 0
         yield from self._flush(pending)
 
-    def _prepare_all(self, sources: Iterable[ImageSource], names, aligned: bool):
+    def _prepare_all(self, sources: Iterable[ImageSource], names, aligned: bool, channels: Channels,
+                     detection: dict):
         """(result, detections, crops) per source, in order, made by the worker threads a bounded
         number ahead (so a folder of 100,000 photos is never all in memory)."""
         ahead = 4 * max(self.batch_size, self.workers)
         with ThreadPoolExecutor(self.workers) as pool:
             window: deque = deque()
             for source in sources:
-                name = next(names) if names is not None else (
-                    str(source) if isinstance(source, (str, Path)) else "image")
-                window.append(pool.submit(self._prepare, source, name, aligned))
+                name = next(names) if names is not None else _name_of(source)
+                window.append(pool.submit(self._prepare, source, name, aligned, channels, detection))
                 if len(window) >= ahead:
                     yield window.popleft().result()
             while window:
                 yield window.popleft().result()
 
-    def _prepare(self, source: ImageSource, name: str, aligned: bool) -> tuple[ImageResult, list, list]:
+    def _prepare(self, source: ImageSource, name: str, aligned: bool, channels: Channels,
+                 detection: dict) -> tuple[ImageResult, list, list]:
         try:
-            image = self._read(source)
-            detections, crops = self._locate(image, aligned)
-        except (ImageReadError, ValueError) as error:
+            return self._analyse(source, name, aligned, channels, detection)
+        except ImageReadError as error:
             return ImageResult(path=name, error=str(error)), [], []
-        return ImageResult(path=name, width=image.shape[1], height=image.shape[0]), detections, crops
+        except TypeError as error:  # not an image type at all: this input's error, like an unreadable file
+            return ImageResult(path=name, error=f"{name}: {error}"), [], []
+        except Exception as error:  # a bug must not stop a run of 100,000 photos: it is this photo's record
+            log.exception("%s while analysing %s", INTERNAL_ERROR, name)
+            return ImageResult(path=name, error=f"{INTERNAL_ERROR} on {name}: {type(error).__name__}: {error}"), [], []
+
+    def _analyse(self, source: ImageSource, name: str, aligned: bool, channels: Channels,
+                 detection: dict) -> tuple[ImageResult, list, list]:
+        """(result without its estimates, detections, aligned crops) for one source."""
+        _check_detection_options(detection)
+        photo = read_photo(source, name=name, channels=channels)
+        detections, crops, found = self._locate(photo, aligned, detection)
+        result = ImageResult(path=name, width=photo.width, height=photo.height, faces_found=found,
+                             frames=photo.frames if photo.frames > 1 else None)
+        return result, detections, crops
 
     def _flush(self, pending) -> Iterator[ImageResult]:
         per_model = []
@@ -126,32 +171,56 @@ class Predictor:
         per_model = [self.estimate_crops(np.stack([c[i] for c in face_crops]), i) for i in range(len(self.models))]
         return [self._face(face, [estimates[n] for estimates in per_model]) for n, face in enumerate(faces)]
 
-    @staticmethod
-    def _read(image: ImageSource) -> np.ndarray:
-        if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError("an image array must be H x W x 3 uint8 RGB")
-            return image
-        return read_image(image)
-
-    def _locate(self, image: np.ndarray, aligned: bool) -> tuple[list, list[list[np.ndarray]]]:
-        """(faces, each face's crop for each model): the first model's framing through `find_faces`,
-        then each further model's framing from the same landmarks."""
-        first = self.models[0].info
-        faces = find_faces(image, first.input_size, first.framing, "aligned" if aligned else "all",
-                           None if aligned else self.detector, max_faces=self.max_faces)
-        crops = [[face.crop] + [align_face(image, face.landmarks, m.info.input_size, m.info.framing)
+    def _locate(self, photo: Photo, aligned: bool, detection: dict) -> tuple[list, list[list[np.ndarray]], int]:
+        """(faces with boxes and landmarks in the photo's own pixels, each face's crop for each model, faces
+        found): the first model's framing through `find_faces`, each further model's from the same landmarks."""
+        first = self.info
+        faces, found = find_faces(
+            photo.pixels, first.input_size, first.framing, "aligned" if aligned else "all",
+            None if aligned else self.detector, max_faces=detection.get("max_faces") or self.max_faces,
+            detection_size=detection.get("detection_size") or self.detection_size,
+            score_threshold=detection.get("score_threshold", self.score_threshold),
+            min_face_size=detection.get("min_face_size", self.min_face_size),
+        )
+        crops = [[face.crop] + [align_face(photo.pixels, face.landmarks, m.info.input_size, m.info.framing)
                                 for m in self.models[1:]] for face in faces]
-        return faces, crops
+        # Detection ran on the decoded (possibly reduced) pixels; answers are in the photo's own pixels.
+        to_photo = np.array(photo.scale)
+        located = [(np.array(f.box) * np.tile(to_photo, 2), f.score, f.landmarks * to_photo) for f in faces]
+        if aligned:  # the whole image is the face
+            found = 1
+        return located, crops, found
 
     def _face(self, face, estimates: list[Estimates]) -> FaceResult:
+        box, score, landmarks = face
         first = estimates[0]
         return FaceResult(
-            box=[round(float(v), 1) for v in face.box], score=round(float(face.score), 4),
-            landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks],
+            box=[round(float(v), 1) for v in box], score=round(float(score), 4),
+            landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in landmarks],
             age=first.age, gender=first.gender, race=first.race,
             by_model={m.info.name: e for m, e in zip(self.models[1:], estimates[1:])},
         )
+
+
+DETECTION_OPTIONS = ("detection_size", "score_threshold", "min_face_size", "max_faces")
+
+
+def _check_detection_options(detection: dict) -> None:
+    unknown = set(detection) - set(DETECTION_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown detection option(s) {', '.join(sorted(unknown))}; known: {', '.join(DETECTION_OPTIONS)}")
+    limits = {"detection_size": (32, 8192), "score_threshold": (0.0, 1.0), "min_face_size": (0, 10_000),
+              "max_faces": (1, 10_000)}
+    for option, value in detection.items():
+        low, high = limits[option]
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{option} must be between {low} and {high}, not {value}")
+
+
+def _name_of(source: ImageSource) -> str:
+    from facescope.faces.intake import display_name
+
+    return display_name(source) if isinstance(source, (str, Path)) else "image"
 
 
 def _estimates(info: BundleInfo, gender: np.ndarray, race: np.ndarray, age: np.ndarray) -> Estimates:

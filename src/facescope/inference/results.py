@@ -39,7 +39,13 @@ class FaceResult(Estimates):
 
 class ImageResult(BaseModel):
     path: str
-    width: int | None = None
+    width: int | None = Field(default=None, description="the photo's width in its own pixels (boxes use these)")
     height: int | None = None
-    faces: list[FaceResult] = []
+    faces: list[FaceResult] = Field(default=[], description="the faces shown: the largest `faces_found`, "
+                                    "at most `max_faces` of them, largest first")
+    faces_found: int = Field(default=0, description="how many faces the detector found (faces may show fewer)")
+    frames: int | None = Field(
+        default=None, exclude_if=lambda value: value is None,
+        description="for a file of several frames (GIF, TIFF, WebP): how many; the first one was analysed",
+    )
     error: str | None = None
