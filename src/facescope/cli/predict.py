@@ -55,21 +55,32 @@ def _csv_rows(result: ImageResult):
 
 
 def predict_command(
-    paths: list[Path] = typer.Argument(..., help="image files and/or folders"),
+    paths: list[str] = typer.Argument(..., help="image files and/or folders; or one video file, stream URL or webcam index"),
     model: str | None = typer.Option(None, "--model", "-m", help="bundle folder (default: the bundled model)"),
     format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f", help="jsonl | json | csv"),
-    annotate: Path | None = typer.Option(None, "--annotate", help="write each photo with boxes and labels here"),
+    annotate: Path | None = typer.Option(None, "--annotate", help="write each photo with boxes and labels in this "
+                                         "folder (a video: to this .mp4 file)"),
     aligned: bool = typer.Option(False, "--aligned", help="each image is one aligned face crop (no detection)"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="look into sub-folders"),
     batch_size: int = typer.Option(32, help="faces per network batch"),
+    every: int = typer.Option(1, "--every", help="video: process every Nth frame"),
+    fps: float | None = typer.Option(None, "--fps", help="video: process at most this many frames per second"),
+    duration: float | None = typer.Option(None, "--duration", help="video: stop after this many seconds"),
 ) -> None:
-    """Estimate age, gender and race for every face in the given photos."""
+    """Estimate age, gender and race for every face in the given photos, or track faces in a video."""
     from facescope.cli import NOTICE
     from facescope.inference.predictor import Predictor
+    from facescope.inference.video import is_video_source
 
     typer.echo(f"note: {NOTICE}", err=True)
+    if any(is_video_source(p) for p in paths):
+        from facescope.inference.video import predict_video_command
+
+        if len(paths) > 1 or format is not OutputFormat.jsonl:
+            raise typer.BadParameter("a video, stream or camera is read alone, with --format jsonl")
+        raise typer.Exit(predict_video_command(paths[0], model, every, fps, duration, annotate))
     predictor = Predictor(model, batch_size=batch_size)
-    files = collect_files(paths, recursive)
+    files = collect_files([Path(p) for p in paths], recursive)
     if annotate is not None:
         from facescope.faces import read_image
         from facescope.serving.annotate import annotate_image

@@ -26,15 +26,16 @@ def _text_colour(hex_colour: str) -> str:
     return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 110 else "white"
 
 
-def annotate_image(rgb_array: np.ndarray, faces: list[FaceResult]) -> Image.Image:
-    """A copy of an HxWx3 uint8 RGB photo with face i's box, its number i and its short label drawn."""
+def annotate_image(rgb_array: np.ndarray, faces: list[FaceResult], numbers: list[int] | None = None) -> Image.Image:
+    """A copy of an HxWx3 uint8 RGB photo with face i's box, its number i and its short label drawn.
+    `numbers` replaces 1, 2, ... (a video passes track ids, so a person keeps number and colour)."""
     image = Image.fromarray(rgb_array, "RGB")
     draw = ImageDraw.Draw(image)
     short_side = min(image.size)
     # Sizes follow the photo so labels stay legible on large photos and don't swamp small ones.
     line_width = max(2, round(short_side / 250))
     font = ImageFont.load_default(size=max(11, round(short_side / 35)))
-    for number, face in enumerate(faces, start=1):
+    for number, face in zip(numbers or range(1, len(faces) + 1), faces):
         colour = BOX_COLOURS[(number - 1) % len(BOX_COLOURS)]
         x1, y1, x2, y2 = face.box
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line_width)
