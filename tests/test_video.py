@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,26 +19,17 @@ from facescope.cli import app
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
 from facescope.inference.video import FrameSampler, TrackPool, is_live, is_video_source
 
-FPS, FRAMES, ENTERS, SIDE, SIZE = 10, 30, 10, 150, (640, 360)
+FPS, FRAMES, ENTERS = 10, 30, 10
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "video_latency.py"
 
 
-def make_clip(path: Path, first: np.ndarray, second: np.ndarray) -> None:
-    """3 s at 10 fps: `first` crosses the top half from the left from frame 0; `second` slides in from
-    the right edge of the bottom half at frame ENTERS (cut off by the edge at first)."""
-    faces = [cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_AREA) for face in (first, second)]
-    rows, cols = np.mgrid[0:SIZE[1], 0:SIZE[0]]
-    background = np.stack([cols * 255 // SIZE[0], rows * 255 // SIZE[1], np.full_like(cols, 90)], -1).astype(np.uint8)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
-    for index in range(FRAMES):
-        frame = background.copy()
-        x = 20 + 12 * index
-        frame[20:20 + SIDE, x:x + SIDE] = faces[0]
-        if index >= ENTERS:
-            x = SIZE[0] - SIDE // 3 - 14 * (index - ENTERS)
-            visible = frame[190:190 + SIDE, x:min(SIZE[0], x + SIDE)]
-            visible[:] = faces[1][:, :visible.shape[1]]
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/video_latency.py: the clip maker and the loopback MJPEG stream."""
+    spec = importlib.util.spec_from_file_location("video_latency_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +41,23 @@ def crops(utkface_files):
 
 
 @pytest.fixture(scope="module")
-def clip_run(crops, bundle_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("video")
-    clip, annotated = folder / "clip.mp4", folder / "annotated.mp4"
-    make_clip(clip, *crops)
+def clip(crops, bench, tmp_path_factory):
+    """3 s at 10 fps: a toddler crosses the top half from frame 0, a man enters the bottom half at 10."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    bench.make_clip(path, *crops, frames=FRAMES, fps=FPS, enters=ENTERS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_run(clip, bundle_dir):
+    annotated = clip.parent / "annotated.mp4"
     outcome = CliRunner().invoke(app, ["predict", str(clip), "--model", str(bundle_dir), "--annotate", str(annotated)])
     assert outcome.exit_code == 0, outcome.output
     records = [json.loads(line) for line in outcome.stdout.splitlines()]
     return records, annotated
 
 
-def test_two_faces_two_tracks_with_stable_ids(clip_run):
+def test_two_faces_two_tracks_with_stable_ids(clip_run, bench):
     records, _ = clip_run
     frames = [r for r in records if r["type"] == "frame"]
     tracks = {r["track_id"]: r for r in records if r["type"] == "track"}
@@ -68,7 +70,7 @@ def test_two_faces_two_tracks_with_stable_ids(clip_run):
         for face in frame["faces"]:
             if face["track_id"] is not None:
                 centre_y = (face["box"][1] + face["box"][3]) / 2
-                rows.setdefault(face["track_id"], set()).add(centre_y < SIZE[1] / 2)
+                rows.setdefault(face["track_id"], set()).add(centre_y < bench.SIZE[1] / 2)
     assert rows == {1: {True}, 2: {False}}
     assert tracks[1]["first_frame"] <= 2 and tracks[1]["last_frame"] == FRAMES - 1
     assert ENTERS <= tracks[2]["first_frame"] <= ENTERS + 5 and tracks[2]["last_frame"] == FRAMES - 1
@@ -76,13 +78,14 @@ def test_two_faces_two_tracks_with_stable_ids(clip_run):
     assert all(f["latency_ms"] > 0 for f in frames)
 
 
-def test_smoothed_estimates_match_the_still_crops(clip_run, crops, predictor):
+def test_smoothed_estimates_match_the_still_crops(clip_run, crops, predictor, bench):
     records, _ = clip_run
     tracks = {r["track_id"]: r for r in records if r["type"] == "track"}
     for track_id, crop in zip((1, 2), crops):
         # The crop alone as a photo, at the clip's scale and on grey: the reference estimate.
         canvas = np.full((300, 300, 3), 128, np.uint8)
-        canvas[75:75 + SIDE, 75:75 + SIDE] = cv2.resize(crop, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+        side = bench.SIDE
+        canvas[75:75 + side, 75:75 + side] = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
         (still,) = predictor.predict(canvas)
         track = tracks[track_id]
         assert track["gender"]["label"] == still.gender.label
@@ -93,7 +96,7 @@ def test_smoothed_estimates_match_the_still_crops(clip_run, crops, predictor):
         assert sum(track["race"]["probs"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_annotated_video_is_h264_with_every_processed_frame(clip_run):
+def test_annotated_video_is_h264_with_every_processed_frame(clip_run, bench):
     import av
 
     records, annotated = clip_run
@@ -101,7 +104,7 @@ def test_annotated_video_is_h264_with_every_processed_frame(clip_run):
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    assert len(frames) == FRAMES and frames[0].shape == (SIZE[1], SIZE[0], 3)
+    assert len(frames) == FRAMES and frames[0].shape == (bench.SIZE[1], bench.SIZE[0], 3)
     # Boxes are drawn in each track's colour: the left edge of track 2's box in the last frame.
     from facescope.serving.annotate import BOX_COLOURS
 
@@ -148,3 +151,30 @@ def test_video_sources_are_told_from_photos():
     assert is_video_source("https://example.org/clip.webm") and not is_live("https://example.org/clip.webm")
     assert is_video_source("0") and is_live("0")
     assert not is_video_source("photo.jpg") and not is_video_source("photos/")
+
+
+def test_live_stream_stops_at_duration_and_on_ctrl_c(clip, bench, bundle_dir):
+    """A real live source: the clip served in real time as MJPEG over loopback HTTP."""
+    stream = bench.MjpegStream(clip)
+    try:
+        outcome = CliRunner().invoke(app, ["predict", stream.url, "--model", str(bundle_dir), "--duration", "1.5"])
+        assert outcome.exit_code == 0, outcome.output
+        records = [json.loads(line) for line in outcome.stdout.splitlines()]
+        frames = [r for r in records if r["type"] == "frame"]
+        assert frames and all(f["time"] < 1.5 for f in frames)
+        assert any(r["type"] == "track" for r in records)  # open tracks are summarised at the stop
+
+        # Ctrl-C (SIGINT) once the first frame is out: summaries still written, exit status 0.
+        command = [sys.executable, "-c", "import sys; from facescope.cli import main; sys.argv[0] = 'f'; main()",
+                   "predict", stream.url, "--model", str(bundle_dir)]
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+            lines = [process.stdout.readline() for _ in range(8)]
+            process.send_signal(signal.SIGINT)
+            rest, errors = process.communicate(timeout=30)
+        records = [json.loads(line) for line in lines + rest.splitlines() if line.strip()]
+        assert process.returncode == 0, errors
+        assert "stopped by Ctrl-C" in errors
+        assert records[-1]["type"] == "track" and records[-1]["frames"] >= 1
+    finally:
+        stream.close()
