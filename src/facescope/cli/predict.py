@@ -22,6 +22,12 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
     json = "json"
     csv = "csv"
+    parquet = "parquet"  # --engine ray only: shards of the csv columns
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 CSV_COLUMNS = ["path", "width", "height", "face", "x1", "y1", "x2", "y2", "score", "age_years", "age_bin",
@@ -55,7 +61,8 @@ def _csv_rows(result: ImageResult):
 
 
 def predict_command(
-    paths: list[str] = typer.Argument(..., help="image files and/or folders; or one video file, stream URL or webcam index"),
+    paths: list[str] = typer.Argument(None, help="image files and/or folders; or one video file, stream URL or "
+                                      "webcam index"),
     model: str | None = typer.Option(None, "--model", "-m", help="bundle folder (default: the bundled model)"),
     format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f", help="jsonl | json | csv"),
     annotate: Path | None = typer.Option(None, "--annotate", help="write each photo with boxes and labels in this "
@@ -66,6 +73,12 @@ def predict_command(
     every: int = typer.Option(1, "--every", help="video: process every Nth frame"),
     fps: float | None = typer.Option(None, "--fps", help="video: process at most this many frames per second"),
     duration: float | None = typer.Option(None, "--duration", help="video: stop after this many seconds"),
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local | ray: a Ray Data pipeline writing shards "
+                                  "to --output (pip install 'facescope[ray]'; joins RAY_ADDRESS when set)"),
+    output: str | None = typer.Option(None, "--output", "-o", help="--engine ray: folder or URI for the shards"),
+    manifest: str | None = typer.Option(None, "--manifest", help="--engine ray: CSV/Parquet with a path column, "
+                                        "or one path per line (local or a URI)"),
+    workers: int = typer.Option(1, "--workers", help="--engine ray: network actors (detection tasks use the rest of the CPUs)"),
 ) -> None:
     """Estimate age, gender and race for every face in the given photos, or track faces in a video."""
     from facescope.cli import NOTICE
@@ -73,6 +86,17 @@ def predict_command(
     from facescope.inference.video import is_video_source
 
     typer.echo(f"note: {NOTICE}", err=True)
+    paths = paths or []
+    if engine is Engine.ray:
+        from facescope.batch import predict_ray_command
+
+        if output is None or format not in (OutputFormat.jsonl, OutputFormat.parquet):
+            raise typer.BadParameter("--engine ray writes shards: give --output and --format jsonl or parquet")
+        raise typer.Exit(predict_ray_command(paths, manifest, output, model, workers, format.value, aligned,
+                                             recursive, batch_size))
+    if not paths or format is OutputFormat.parquet or manifest or output:
+        raise typer.BadParameter("give photos, folders or a video; --format parquet, --manifest and --output "
+                                 "are for --engine ray")
     if any(is_video_source(p) for p in paths):
         from facescope.inference.video import predict_video_command
 
