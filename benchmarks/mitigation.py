@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from facescope.model.bundle import read_bundle_info
+from facescope.bundles import read_bundle_info
 from facescope.training.config import TrainConfig
 from facescope.training.train import train
 

@@ -28,7 +28,7 @@ def utkface_files(utkface_dir: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def bundle_dir() -> Path:
     """The bundled default model (committed in the repository)."""
-    from facescope.model.bundle import resolve_bundle
+    from facescope.bundles import resolve_bundle
 
     return resolve_bundle(None)
 

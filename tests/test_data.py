@@ -147,11 +147,11 @@ def test_splits_are_reproducible_stratified_and_reloadable(utkface, tmp_path):
     frame = utkface.to_frame().assign(split=first)
     shares = frame.groupby(["race", "gender"])["split"].apply(lambda s: (s == "test").mean())
     assert shares.between(0.095, 0.105).all()
-    manifest = write_split_manifest(records, first, tmp_path / "splits.csv", utkface.source_format)
+    manifest = write_split_manifest(records, first, tmp_path / "splits.csv")
     # A model trained from the manifest still knows its data was UTKFace (and so its licence).
     reloaded = load_dataset(manifest)
     assert reloaded.source_format == "utkface"
-    pd.read_csv(manifest).drop(columns="source_format").to_csv(tmp_path / "hand_made.csv", index=False)
+    pd.read_csv(manifest).drop(columns="dataset").to_csv(tmp_path / "hand_made.csv", index=False)
     assert load_dataset(tmp_path / "hand_made.csv").source_format == "manifest"
     assert len(reloaded) == len(records)
     assert [r.partition for r in reloaded.records] == first

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facescope.faces import TEMPLATE, FaceDetector, ImageReadError, align_face, read_image
+from facescope.faces import CANONICAL, FaceDetector, ImageReadError, align_face, read_image
+
+TEMPLATE = CANONICAL.points
 from facescope.faces.align import alignment_matrix
 from tests.conftest import compose_canvas
 

@@ -15,12 +15,13 @@ from typer.testing import CliRunner
 from facescope import labels
 from facescope.cli import app
 from facescope.faces import read_image
-from facescope.model.bundle import read_bundle_info
+from facescope.bundles import read_bundle_info
 from tests.conftest import compose_canvas
 
 
 def _check_face(face: dict, width: int, height: int, race_labels: tuple[str, ...]) -> None:
-    assert set(face) == {"box", "score", "landmarks", "age", "gender", "race"}
+    assert set(face) == {"box", "score", "landmarks", "age", "gender", "race", "by_model"}
+    assert face["by_model"] == {}  # one model: no further estimates
     x1, y1, x2, y2 = face["box"]
     assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
     assert 0 < face["score"] <= 1

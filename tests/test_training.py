@@ -13,12 +13,13 @@ from safetensors.torch import load_file  # noqa: E402
 
 from facescope.data import load_dataset  # noqa: E402
 from facescope.inference.predictor import Predictor  # noqa: E402
-from facescope.model.bundle import read_bundle_info  # noqa: E402
+from facescope.bundles import read_bundle_info  # noqa: E402
 from facescope.model.export import export_bundle  # noqa: E402
-from facescope.model.network import MultiTaskNet, ProbabilityNet  # noqa: E402
+from facescope.model.network import MultiTaskNet, ProbabilityNet, to_network_input  # noqa: E402
 from facescope.training.augment import augment_batch  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
 from facescope.faces.crops import build_crops  # noqa: E402
+from facescope.training.checkpoints import read_state  # noqa: E402
 from facescope.training.train import Targets, load_trained_model, multitask_loss, train  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def test_a_few_steps_lower_the_loss_on_real_faces(real_subset):
     torch.manual_seed(0)
     model = MultiTaskNet("mobilenet_v2", "utkface5", "years")
     targets = Targets.from_records(records, "utkface5")
-    images = torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float()
+    images = to_network_input(torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float(), model.input_spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     config = TrainConfig()
     losses = []
@@ -94,25 +95,26 @@ def test_train_checkpoint_resume_export_round_trip(utkface_dir, tmp_path, monkey
     assert info.evaluation["split"] == "test" and info.evaluation["faces"] == 32
     assert 0 <= info.evaluation["overall"]["gender_accuracy"] <= 1
     assert (run / "evaluation" / "report.md").exists() and (run / "bundle" / "MODEL_CARD.md").exists()
-    assert sum(info.training_data["train_by_race"].values()) == info.training_data["splits"]["train"]
+    (utkface,) = info.training_data["datasets"]
+    assert sum(utkface["train_by_race"].values()) == utkface["splits"]["train"]
 
     # The ONNX bundle and the PyTorch model give the same probabilities on real aligned crops.
     model, _ = load_trained_model(run / "checkpoints" / "best")
     records = load_dataset(utkface_dir).records[5::2000]
     crops = build_crops(records, 64).images
     # Both bundle kinds: one pass per crop (what training exports) and the mirror average (`export --mirror`).
-    mirrored = export_bundle(model, tmp_path / "mirrored", input_size=64, mirror=True)
+    mirrored = export_bundle(model, tmp_path / "mirrored", read_state(run / "checkpoints" / "best"), mirror=True)
     assert read_bundle_info(mirrored).test_time_mirror and not read_bundle_info(run / "bundle").test_time_mirror
     for bundle, mirror in ((run / "bundle", False), (mirrored, True)):
         with torch.no_grad():
-            gender, race, age = ProbabilityNet(model, mirror)(
-                torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float())
+            gender, race, age = ProbabilityNet(model, mirror)(to_network_input(
+                torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float(), model.input_spec))
         estimates = Predictor(bundle).estimate_crops(np.asarray(crops))
-        for (age_est, gender_est, race_est), g, r, a in zip(estimates, gender, race, age):
-            np.testing.assert_allclose(list(gender_est.probs.values()), g.numpy(), atol=1e-3)
-            np.testing.assert_allclose(list(race_est.probs.values()), r.numpy(), atol=1e-3)
+        for estimate, g, r, a in zip(estimates, gender, race, age):
+            np.testing.assert_allclose(list(estimate.gender.probs.values()), g.numpy(), atol=1e-3)
+            np.testing.assert_allclose(list(estimate.race.probs.values()), r.numpy(), atol=1e-3)
             expected_years = float((a * torch.arange(101)).sum())
-            assert abs(age_est.years - expected_years) < 0.05
+            assert abs(estimate.age.years - expected_years) < 0.05
 
     # Another run can start from these weights at a larger input size (progressive resizing): with a
     # vanishing learning rate, its convolution weights are still the checkpoint's.
@@ -128,7 +130,8 @@ def test_train_checkpoint_resume_export_round_trip(utkface_dir, tmp_path, monkey
     tuned_info = read_bundle_info(tuned / "bundle")
     assert tuned_info.input_size == 80
     # Trained from the first run's split manifest, it still knows its data: UTKFace, and its licence.
-    assert tuned_info.training_data["dataset"] == "UTKFace" and "non-commercial" in tuned_info.licence
+    assert [d["title"] for d in tuned_info.training_data["datasets"]] == ["UTKFace"]
+    assert "non-commercial" in tuned_info.licence
     # Its bundle tells the whole history: the first run's stage, then the fine-tuning stage.
     recipe = tuned_info.training_data["recipe"]
     assert [(stage["input_size"], stage["epochs_run"]) for stage in recipe] == [(64, 3), (80, 1)]

@@ -61,6 +61,6 @@ def split_command(
 
     dataset = load_dataset(path, format)
     splits = assign_splits(dataset.records, val_fraction, test_fraction, seed)
-    write_split_manifest(dataset.records, splits, output, dataset.source_format)
+    write_split_manifest(dataset.records, splits, output)
     counts = {name: splits.count(name) for name in ("train", "val", "test")}
     console.print(f"wrote {output}: {counts}")

@@ -21,7 +21,7 @@ def serve_command(
     """Serve the web page at / and the REST API under /api/v1 (its OpenAPI schema at /openapi.json)."""
     import uvicorn
 
-    from facescope.model.bundle import read_bundle_info
+    from facescope.bundles import read_bundle_info
     from facescope.serving import app as serving
 
     info = read_bundle_info(model)  # a wrong --model fails here, before any worker starts

@@ -51,10 +51,8 @@ def export_command(
 ) -> None:
     """Export a checkpoint as an inference bundle (model.onnx + model.json)."""
     from facescope.model.export import export_bundle
-    from facescope.training.train import load_trained_model
+    from facescope.training.checkpoints import load_trained_model
 
     model, state = load_trained_model(checkpoint)
-    run = checkpoint.parent.parent
-    bundle = export_bundle(model, output, input_size=state["input_size"], run=run, name=name,
-                           dataset_format=state["dataset_format"], mirror=mirror)
+    bundle = export_bundle(model, output, state, name=name, mirror=mirror)
     typer.echo(f"bundle: {bundle}")

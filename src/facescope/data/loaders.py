@@ -1,8 +1,11 @@
-"""Dataset loaders: UTKFace folders, FairFace label CSVs, the UTK 48x48 CSV, and generic manifests.
+"""Dataset loaders: UTKFace folders, FairFace label CSVs, the UTK 48x48 CSV, All-Age-Faces, LFW, and
+generic manifests.
 
 Each reads labels only (no image is decoded) and returns a `LoadedDataset` of `FaceRecord`s.
 Malformed entries are skipped and listed in `LoadedDataset.skipped`, never guessed.
-`load_dataset(path)` picks the loader from what is at the path.
+`FORMATS` is the one table of data set formats: how to recognise and read each, its licence, and which
+face in a photo its labels belong to. `load_dataset(path)` picks the format from what is at the path.
+Adding a format is one loader and its entry in `FORMATS`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,9 @@ UTK_GENDERS = {0: "Male", 1: "Female"}  # UTKFace and the 48x48 CSV: 0 = male, 1
 # AGE_GENDER_RACE_DATETIME...: the three labels must be integers; the date is not a label, and some
 # public files have an odd one (18 digits, a stray space), which does not make their labels doubtful.
 _UTK_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_([^_]+)$")
+_AAF_NAME = re.compile(r"^\d{5}A\d{2}\.jpg$")  # All-Age-Faces: image number, "A", age
+_LFW_PATH = re.compile(r"^(?:.*/)?([^/]+)/\1_\d{4}\.jpg$")  # Labeled Faces in the Wild: Person/Person_0001.jpg
+LABELS_CSV = "labels.csv"
 FAIRFACE_CSVS = ("fairface_label_train.csv", "fairface_label_val.csv")
 FAIRFACE_COLUMNS = {"file", "age", "gender", "race"}
 UTK48_COLUMNS = {"age", "ethnicity", "gender", "img_name", "pixels"}
@@ -56,7 +64,7 @@ def load_utkface(root: Path) -> LoadedDataset:
         except ValueError as error:
             skipped.append(SkippedEntry(path.name, str(error)))
             continue
-        records.append(FaceRecord(str(path), age, age_bin, gender, race, "utkface5", path.name))
+        records.append(FaceRecord(str(path), age, age_bin, gender, race, "utkface5", path.name, dataset="utkface"))
     return LoadedDataset("utkface", root, "utkface5", records, skipped)
 
 
@@ -90,7 +98,8 @@ def load_fairface(path: Path) -> LoadedDataset:
                 skipped.append(SkippedEntry(name, str(error)))
                 continue
             records.append(
-                FaceRecord(str(root / row.file), None, age_bin, gender, race, "fairface7", row.file, partition)
+                FaceRecord(str(root / row.file), None, age_bin, gender, race, "fairface7", row.file, partition,
+                           dataset="fairface")
             )
     return LoadedDataset("fairface", root, "fairface7", records, skipped)
 
@@ -121,7 +130,7 @@ def load_utk48_csv(path: Path) -> LoadedDataset:
             records.append(
                 FaceRecord(
                     f"{path}#row={row_number}", age, age_bin, gender, race, "utkface5", name,
-                    pixels=pixels.astype(np.uint8).reshape(48, 48),
+                    pixels=pixels.astype(np.uint8).reshape(48, 48), dataset="utk48csv",
                 )
             )
     return LoadedDataset("utk48csv", path.parent, "utkface5", records, skipped)
@@ -129,20 +138,24 @@ def load_utk48_csv(path: Path) -> LoadedDataset:
 
 def load_manifest(path: Path, taxonomy: str | None = None) -> LoadedDataset:
     """A CSV with a `path` column (relative to the CSV's folder, or absolute) and any of `age` (years),
-    `age_bin`, `gender`, `race`, plus `race_taxonomy` (or the `taxonomy` argument) when races are given."""
+    `age_bin`, `gender`, `race`, plus `race_taxonomy` (or the `taxonomy` argument) when races are given.
+    Optional: `partition` (train / val / test), `dataset` (the data set a row comes from, e.g. a split
+    manifest's), `person` (an identity: splits keep a person's photos together) and `x1,y1,x2,y2` (the
+    labelled face's box). A path `CSV#row=N` is row N of a 48x48 CSV, read from that CSV."""
     path = Path(path)
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if "path" not in table.columns:
         raise UnknownDatasetLayout(f"{path} has no 'path' column")
     if "race" in table.columns and taxonomy is None:
         found = set(table.get("race_taxonomy", pd.Series(dtype=str))) - {""}
-        if len(found) != 1:
+        if len(found) > 1 or (not found and (table["race"] != "").any()):
             raise ValueError(
                 f"{path}: races need one taxonomy: give a race_taxonomy column or --taxonomy "
                 f"(one of {sorted(labels.TAXONOMIES)}); found {sorted(found) or 'none'}"
             )
-        taxonomy = found.pop()
+        taxonomy = found.pop() if found else None
     race_taxonomy = labels.taxonomy(taxonomy or "utkface5")
+    has_box = {"x1", "y1", "x2", "y2"} <= set(table.columns)
     records, skipped = [], []
     for row_number, row in enumerate(table.to_dict("records"), start=2):
         name = row["path"] or f"{path.name}:{row_number}"
@@ -162,26 +175,129 @@ def load_manifest(path: Path, taxonomy: str | None = None) -> LoadedDataset:
             race = row.get("race") or None
             if race is not None:
                 race_taxonomy.index(race)
+            box = _box(row) if has_box and row["x1"] else None
+            source, pixels = _manifest_image(path, row["path"])
         except ValueError as error:
             skipped.append(SkippedEntry(name, str(error)))
             continue
-        image = Path(row["path"])
-        source = image if image.is_absolute() else path.parent / image
         records.append(
-            FaceRecord(str(source), age, age_bin, gender, race, race_taxonomy.name, row["path"],
-                       row.get("partition") or None)
+            FaceRecord(source, age, age_bin, gender, race, race_taxonomy.name, row["path"],
+                       row.get("partition") or None, pixels, row.get("dataset") or "manifest",
+                       row.get("person") or None, box)
         )
-    sources = set(table.get("source_format", pd.Series(dtype=str))) - {""}
+    sources = {r.dataset for r in records}
     source_format = sources.pop() if len(sources) == 1 else "manifest"
     return LoadedDataset("manifest", path.parent, race_taxonomy.name, records, skipped, source_format)
 
 
-LOADERS: dict[str, Callable[..., LoadedDataset]] = {
-    "utkface": load_utkface,
-    "fairface": load_fairface,
-    "utk48csv": load_utk48_csv,
-    "manifest": load_manifest,
-}
+def _box(row: dict) -> tuple[float, float, float, float]:
+    box = tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2"))
+    if not (box[2] > box[0] and box[3] > box[1]):
+        raise ValueError(f"box {box} is empty: x2 must exceed x1 and y2 exceed y1")
+    return box
+
+
+def _manifest_image(manifest: Path, entry: str) -> tuple[str, np.ndarray | None]:
+    """(source, pixels): an image file's path, or for `CSV#row=N` that 48x48 CSV row's grey pixels."""
+    file, _, row = entry.partition("#row=")
+    image = Path(file) if Path(file).is_absolute() else manifest.parent / file
+    if not row:
+        return str(image), None
+    pixels = _utk48_pixels(str(image)).get(entry.replace(file, str(image), 1))
+    if pixels is None:
+        raise ValueError(f"{entry}: no such readable row in {image}")
+    return f"{image}#row={row}", pixels
+
+
+@lru_cache(maxsize=4)
+def _utk48_pixels(csv_path: str) -> dict[str, np.ndarray]:
+    return {r.source: r.pixels for r in load_utk48_csv(Path(csv_path)).records}
+
+
+def _labels_csv_dataset(root: Path, dataset: str, person_from_path: bool = False) -> LoadedDataset:
+    loaded = load_manifest(Path(root) / LABELS_CSV)
+    records = []
+    for record in loaded.records:
+        person = None
+        if person_from_path:
+            person = Path(record.original).parent.name
+        records.append(FaceRecord(record.source, record.age_years, record.age_bin, record.gender, None,
+                                  loaded.taxonomy, record.original, dataset=dataset, person=person))
+    return LoadedDataset(dataset, Path(root), loaded.taxonomy, records, loaded.skipped)
+
+
+def load_aaf(root: Path) -> LoadedDataset:
+    """All-Age-Faces: `labels.csv` (path, age, gender) beside the photos; ages in years, no race."""
+    return _labels_csv_dataset(root, "aaf")
+
+
+def load_lfw(root: Path) -> LoadedDataset:
+    """Labeled Faces in the Wild: `labels.csv` (path, gender) over Person/Person_NNNN.jpg; each
+    person's folder name is their identity, so splits keep a person's photos together."""
+    return _labels_csv_dataset(root, "lfw", person_from_path=True)
+
+
+def _labels_csv_paths(path: Path) -> list[str]:
+    if not (path.is_dir() and (path / LABELS_CSV).exists()):
+        return []
+    return pd.read_csv(path / LABELS_CSV, dtype=str, keep_default_na=False, nrows=50).get("path", pd.Series()).tolist()
+
+
+def _is_utkface(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    images = [p.name for p in path.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES)]
+    return bool(images) and sum(bool(_UTK_NAME.match(n)) for n in images) >= 0.5 * len(images)
+
+
+def _csv_header(path: Path) -> set[str]:
+    if not (path.is_file() and path.suffix.lower() == ".csv"):
+        return set()
+    with path.open(newline="") as handle:
+        return set(next(csv.reader(handle), []))
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """A data set format: how to recognise and read it, what it is, its terms, and which detected face
+    its labels belong to (`face_rule`: "aligned" — the image is already a crop in facescope's canonical
+    framing; "largest"; "centre" — the face nearest the image centre; a record's own `box` wins)."""
+
+    name: str
+    title: str
+    licence: str
+    face_rule: str
+    looks_like: Callable[[Path], bool]
+    load: Callable[[Path], LoadedDataset]
+    layout: str  # for help texts and error messages
+
+
+UTKFACE_LICENCE = "UTKFace is available for non-commercial research purposes only."
+FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
+    DatasetFormat(
+        "fairface", "FairFace", "CC BY 4.0: attribute the FairFace authors (Karkkainen and Joo).", "centre",
+        lambda p: (p.is_dir() and any((p / n).exists() for n in FAIRFACE_CSVS)) or FAIRFACE_COLUMNS <= _csv_header(p),
+        load_fairface, "a FairFace folder (fairface_label_train.csv / fairface_label_val.csv beside the images) "
+                       "or label CSV (file,age,gender,race)"),
+    DatasetFormat("utkface", "UTKFace", UTKFACE_LICENCE, "largest", _is_utkface, load_utkface,
+                  "a UTKFace folder (AGE_GENDER_RACE_DATETIME.jpg files)"),
+    DatasetFormat(
+        "aaf", "All-Age-Faces", "Published for research (Cheng et al.); cite the All-Age-Faces dataset by its "
+        "authors in any report or model card.", "centre",
+        lambda p: any(_AAF_NAME.match(Path(x).name) for x in _labels_csv_paths(p)), load_aaf,
+        "an All-Age-Faces folder (labels.csv: path,age,gender over NNNNNAxx.jpg photos)"),
+    DatasetFormat(
+        "lfw", "Labeled Faces in the Wild", "Published for research (Huang et al.; gender labels by Afifi and "
+        "Abdelhamed).", "centre",
+        lambda p: any(_LFW_PATH.match(x) for x in _labels_csv_paths(p)), load_lfw,
+        "an LFW folder (labels.csv: path,gender over Person/Person_NNNN.jpg photos)"),
+    DatasetFormat("utk48csv", "UTKFace (48x48 grey CSV)", UTKFACE_LICENCE, "aligned",
+                  lambda p: UTK48_COLUMNS <= _csv_header(p), load_utk48_csv,
+                  "the UTK 48x48 CSV (age,ethnicity,gender,img_name,pixels)"),
+    DatasetFormat("manifest", "a manifest of images", "Inherits the licences of the images it lists.", "largest",
+                  lambda p: "path" in _csv_header(p), load_manifest,
+                  "a manifest CSV with a 'path' column (and any of age, age_bin, gender, race, person, x1..y2)"),
+)}
 
 
 def detect_format(path: Path) -> str:
@@ -189,39 +305,26 @@ def detect_format(path: Path) -> str:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no dataset at {path}")
+    for name, spec in FORMATS.items():
+        if spec.looks_like(path):
+            return name
     if path.is_dir():
-        if any((path / name).exists() for name in FAIRFACE_CSVS):
-            return "fairface"
         images = [p.name for p in path.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES)]
-        if images and sum(bool(_UTK_NAME.match(n)) for n in images) >= 0.5 * len(images):
-            return "utkface"
         found = f"{len(images)} images" + (f", e.g. {images[0]!r}" if images else "")
     elif path.suffix.lower() == ".csv":
-        with path.open(newline="") as handle:
-            header = set(next(csv.reader(handle), []))
-        if UTK48_COLUMNS <= header:
-            return "utk48csv"
-        if "path" in header:
-            return "manifest"
-        if FAIRFACE_COLUMNS <= header:
-            return "fairface"
-        found = f"a CSV with columns {sorted(header)}"
+        found = f"a CSV with columns {sorted(_csv_header(path))}"
     else:
         found = f"a {path.suffix or 'suffix-less'} file"
-    raise UnknownDatasetLayout(
-        f"cannot tell the dataset format of {path}: found {found}. Understood: a UTKFace folder "
-        "(AGE_GENDER_RACE_DATETIME.jpg files), a FairFace folder (fairface_label_train.csv / "
-        "fairface_label_val.csv beside the images) or label CSV (file,age,gender,race), the UTK 48x48 CSV "
-        "(age,ethnicity,gender,img_name,pixels), or a manifest CSV with a 'path' column."
-    )
+    understood = "; ".join(spec.layout for spec in FORMATS.values())
+    raise UnknownDatasetLayout(f"cannot tell the dataset format of {path}: found {found}. Understood: {understood}.")
 
 
 def load_dataset(path: Path | str, format: str | None = None, taxonomy: str | None = None) -> LoadedDataset:
     """Load any understood dataset; `format` names the loader, else it is detected from the path."""
     path = Path(path)
     format = format or detect_format(path)
-    if format not in LOADERS:
-        raise ValueError(f"unknown dataset format {format!r}; known: {sorted(LOADERS)}")
-    dataset = load_manifest(path, taxonomy) if format == "manifest" else LOADERS[format](path)
+    if format not in FORMATS:
+        raise ValueError(f"unknown dataset format {format!r}; known: {sorted(FORMATS)}")
+    dataset = load_manifest(path, taxonomy) if format == "manifest" else FORMATS[format].load(path)
     dataset.warn_skipped()
     return dataset

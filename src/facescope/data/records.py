@@ -29,6 +29,11 @@ class FaceRecord:
     original: str
     partition: str | None = None  # the dataset's own split, where it ships one (FairFace: train / val)
     pixels: np.ndarray | None = field(default=None, compare=False, repr=False)
+    dataset: str = ""  # the data set the record comes from (a key of facescope.data.loaders.FORMATS)
+    person: str | None = None  # who is pictured, where the data set says (LFW): splits keep a person together
+    # The labelled face's box (x1, y1, x2, y2) where the data set gives one; else the data set's face
+    # rule (FORMATS[dataset].face_rule) says which detected face the labels belong to.
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,8 @@ class LoadedDataset:
 
     def to_frame(self) -> pd.DataFrame:
         """The labels as a table, one row a record (no pixels)."""
-        columns = ["source", "age_years", "age_bin", "gender", "race", "taxonomy", "original", "partition"]
+        columns = ["source", "age_years", "age_bin", "gender", "race", "taxonomy", "original", "partition",
+                   "dataset", "person"]
         return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in self.records], columns=columns)
 
     def warn_skipped(self) -> None:

@@ -15,8 +15,8 @@ from facescope.data.splits import SPLITS, assign_splits
 from facescope.evaluation.metrics import MIN_GROUP_SIZE, EvaluationResult, evaluate, map_truth_races
 from facescope.evaluation.report import write_report
 from facescope.inference.predictor import Predictor
-from facescope.inference.results import AgeEstimate, LabelEstimate
-from facescope.model.bundle import read_bundle_info, resolve_bundle
+from facescope.inference.results import Estimates
+from facescope.bundles import read_bundle_info, resolve_bundle
 from facescope.model.card import write_model_card
 from facescope.faces.crops import build_crops
 
@@ -60,10 +60,11 @@ def truth_table(records: list[FaceRecord]) -> pd.DataFrame:
     })
 
 
-def prediction_columns(estimates: list[tuple[AgeEstimate, LabelEstimate, LabelEstimate]]) -> pd.DataFrame:
+def prediction_columns(estimates: list[Estimates]) -> pd.DataFrame:
     """Predictor.estimate_crops' answers as the predictions table's pred_* and p_* columns."""
     rows = []
-    for age, gender, race in estimates:
+    for estimate in estimates:
+        age, gender, race = estimate.age, estimate.gender, estimate.race
         rows.append({
             "pred_gender": gender.label, "pred_race": race.label, "pred_age_bin": age.bin,
             "pred_age_years": np.nan if age.years is None else age.years,
@@ -83,9 +84,10 @@ def predictions_table(predictor: Predictor, records: list[FaceRecord],
     truth, cross_taxonomy = truth_table(records), None
     if taxonomy != predictor.info.race_taxonomy:
         truth, cross_taxonomy = map_truth_races(truth, taxonomy, predictor.info.race_taxonomy)
-    crops, readable = build_crops([records[i] for i in truth.index], predictor.input_size).only_readable()
+    crops, readable = build_crops([records[i] for i in truth.index], predictor.input_size,
+                                  predictor.info.framing).only_found()
     if not len(readable):
-        raise ValueError("no readable images among the selected faces")
+        raise ValueError("no face found among the selected images")
     estimates = predictor.estimate_crops(crops)
     table = pd.concat([truth.iloc[readable].reset_index(drop=True), prediction_columns(estimates)], axis=1)
     return table, cross_taxonomy, len(truth) - len(readable)

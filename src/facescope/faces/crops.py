@@ -1,8 +1,9 @@
-"""Aligned crops of a dataset's records, made once and cached (for training and evaluation).
+"""Aligned crops of a data set's records, made once and cached (for training and evaluation).
 
-Every record's image goes through the same detector and aligner that prediction uses, so the network
-learns, and is scored, on the framing it sees on photos. The crops are cached as one uint8 array per dataset and
-crop size (keyed by the sources, the size and the template), so later runs skip detection.
+Each record's image goes through `find_faces`, the pipeline prediction uses, with the record's own box
+or its data set's face rule, so a network learns, and is scored, on the framing it sees on photos. The
+cache holds that function's output and nothing else: one uint8 array per set of records, framing and
+crop size, and each record's outcome (found, no face, unreadable).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -18,17 +18,17 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
+from facescope.data.loaders import FORMATS
 from facescope.data.records import FaceRecord
-from facescope.faces.align import TEMPLATE, align_face, resize_crop
+from facescope.faces.align import CANONICAL, Framing
 from facescope.faces.detect import FaceDetector
 from facescope.faces.intake import ImageReadError, read_image
+from facescope.faces.pipeline import find_faces
+from facescope.paths import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
 _detector: FaceDetector | None = None
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("FACESCOPE_CACHE", Path.home() / ".cache" / "facescope"))
+NO_FACE = "no face found"
 
 
 def record_image(record: FaceRecord) -> np.ndarray:
@@ -38,65 +38,70 @@ def record_image(record: FaceRecord) -> np.ndarray:
     return read_image(record.source)
 
 
-def aligned_crop(record: FaceRecord, size: int) -> tuple[np.ndarray, str]:
-    """(crop, how): the aligned crop of the record's largest face. Where no face is found the whole image
-    is resized instead (dataset crops such as UTKFace's are already close to the canonical framing)."""
+def face_rule(record: FaceRecord) -> str:
+    """Which face the record's labels belong to: its data set's rule (a record's box wins over it)."""
+    spec = FORMATS.get(record.dataset)
+    return spec.face_rule if spec else "largest"
+
+
+def record_crop(record: FaceRecord, size: int, framing: Framing = CANONICAL) -> np.ndarray | None:
+    """The aligned crop of the record's labelled face, or None where that face is not found."""
     global _detector
-    if _detector is None:
+    rule = face_rule(record)
+    if _detector is None and (rule != "aligned" or record.box is not None):
         _detector = FaceDetector(threads=1)
-    image = record_image(record)
-    faces = _detector.detect(image) if min(image.shape[:2]) >= 64 else []
-    if faces:
-        return align_face(image, faces[0].landmarks, size), "aligned"
-    return resize_crop(image, size), "no face found: whole image resized"
+    faces = find_faces(record_image(record), size, framing, rule, _detector, box=record.box)
+    return faces[0].crop if faces else None
 
 
-def _crop_or_error(args: tuple[FaceRecord, int]) -> tuple[np.ndarray | None, str]:
-    record, size = args
+def _crop_or_outcome(args: tuple[FaceRecord, int, Framing]) -> tuple[np.ndarray | None, str]:
     try:
-        return aligned_crop(record, size)
+        crop = record_crop(*args)
     except ImageReadError as error:
-        return None, str(error)
+        return None, f"unreadable: {error}"
+    return (crop, "aligned") if crop is not None else (None, NO_FACE)
 
 
 class AlignedCrops(NamedTuple):
-    images: np.ndarray  # N x size x size x 3 uint8 (memory-mapped from the cache)
-    readable: np.ndarray  # N bools: False where the image could not be read (its crop is black)
+    images: np.ndarray  # N x size x size x 3 uint8 (memory-mapped from the cache); black where not found
+    found: np.ndarray  # N bools: False where the image was unreadable or its face not found
+    outcomes: dict[str, int]  # how many records had each outcome
 
-    def only_readable(self) -> tuple[np.ndarray, np.ndarray]:
-        """(crops of the readable images, their indices); no copy when all were readable."""
-        if self.readable.all():
+    def only_found(self) -> tuple[np.ndarray, np.ndarray]:
+        """(crops of the faces found, their indices); no copy when all were found."""
+        if self.found.all():
             return self.images, np.arange(len(self.images))
-        index = np.flatnonzero(self.readable)
+        index = np.flatnonzero(self.found)
         return self.images[index], index
 
 
-def build_crops(records: list[FaceRecord], size: int, cache_dir: Path | None = None, workers: int = 2) -> AlignedCrops:
-    """Aligned crops for `records`, from the cache where it has them. An image that cannot be read is
-    logged and marked in `readable`, never silently learned from."""
-    key = hashlib.sha256(
-        json.dumps([[r.source for r in records], size, TEMPLATE.tolist()]).encode()
-    ).hexdigest()[:16]
+def build_crops(records: list[FaceRecord], size: int, framing: Framing = CANONICAL, cache_dir: Path | None = None,
+                workers: int = 2) -> AlignedCrops:
+    """Aligned crops for `records`, from the cache where it has them. An image that cannot be read, or
+    whose labelled face is not found, is logged, counted and marked in `found`, never learned from."""
+    key = hashlib.sha256(json.dumps(
+        [[(r.source, r.dataset, r.box) for r in records], size, framing.to_json(), [face_rule(r) for r in records]]
+    ).encode()).hexdigest()[:16]
     cache = Path(cache_dir or default_cache_dir()) / f"crops-{size}-{key}"
-    if (cache / "crops.npy").exists() and (cache / "readable.npy").exists():
+    if all((cache / name).exists() for name in ("crops.npy", "found.npy", "outcomes.json")):
         log.info("aligned crops from cache %s", cache)
-        return AlignedCrops(np.load(cache / "crops.npy", mmap_mode="r"), np.load(cache / "readable.npy"))
+        return AlignedCrops(np.load(cache / "crops.npy", mmap_mode="r"), np.load(cache / "found.npy"),
+                            json.loads((cache / "outcomes.json").read_text()))
     crops = np.zeros((len(records), size, size, 3), dtype=np.uint8)
-    readable = np.ones(len(records), dtype=bool)
+    found = np.zeros(len(records), dtype=bool)
     outcomes: dict[str, int] = {}
     with ProcessPoolExecutor(workers) as pool:
-        results = pool.map(_crop_or_error, [(r, size) for r in records], chunksize=64)
+        results = pool.map(_crop_or_outcome, [(r, size, framing) for r in records], chunksize=64)
         for index, (crop, how) in enumerate(tqdm(results, total=len(records), desc="aligning faces", unit="img")):
             if crop is None:
-                log.warning("unreadable: %s", how)
-                how = "unreadable"
-                readable[index] = False
+                log.warning("%s: %s", records[index].source, how)
+                how = how.split(":")[0]
             else:
-                crops[index] = crop
+                crops[index], found[index] = crop, True
             outcomes[how] = outcomes.get(how, 0) + 1
     log.info("aligned crops: %s", outcomes)
     cache.mkdir(parents=True, exist_ok=True)
     np.save(cache / "crops.npy", crops)
-    np.save(cache / "readable.npy", readable)
+    np.save(cache / "found.npy", found)
     (cache / "outcomes.json").write_text(json.dumps(outcomes, indent=2))
-    return AlignedCrops(np.load(cache / "crops.npy", mmap_mode="r"), readable)
+    return AlignedCrops(np.load(cache / "crops.npy", mmap_mode="r"), found, outcomes)

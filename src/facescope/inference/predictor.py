@@ -4,8 +4,10 @@
     predictor = Predictor()                  # the bundled default model
     faces = predictor.predict("photo.jpg")   # list[FaceResult], largest face first
 
-A photo goes: read_image (faces.intake) -> FaceDetector.detect (faces.detect) -> align_face
-(faces.align) -> estimate_crops (here, one batched ONNX run) -> FaceResult (inference.results).
+A photo goes: read_image (faces.intake) -> find_faces (faces.pipeline: detect, then align to the
+bundle's framing) -> LoadedBundle.run (bundles.contract: the bundle's declared input and outputs, one
+batched ONNX run) -> FaceResult (inference.results). Several models (`also=[...]`) share one detection
+pass: each face is aligned once per model's framing.
 """
 
 from __future__ import annotations
@@ -17,13 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from facescope import labels
-from facescope.faces import FaceDetector, ImageReadError, align_face, read_image
-from facescope.faces.align import resize_crop
-from facescope.inference.results import AgeEstimate, FaceResult, ImageResult, LabelEstimate
-from facescope.model.bundle import BundleInfo, resolve_bundle
+from facescope.bundles import BundleInfo, LoadedBundle, load_bundle, resolve_bundle
+from facescope.faces import FaceDetector, ImageReadError, align_face, find_faces, read_image
+from facescope.inference.results import AgeEstimate, Estimates, FaceResult, ImageResult, LabelEstimate
 
 ImageSource = str | Path | bytes | np.ndarray
 _YEAR_TO_BIN = np.array(labels.year_to_bin_index())
@@ -34,16 +34,10 @@ class Predictor:
     release the GIL) while the network runs on batches of their crops; `threads` is the network's
     onnxruntime thread count (0: all cores)."""
 
-    def __init__(self, bundle: str | Path | None = None, detector: FaceDetector | None = None,
-                 threads: int = 0, max_faces: int = 50, batch_size: int = 32, workers: int | None = None):
-        folder = resolve_bundle(bundle)
-        self.info = BundleInfo.from_json((folder / "model.json").read_text())
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # Idle network threads would otherwise spin waiting for work, burning the cores that the workers
-        # need to read, detect and align the next photos.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    def __init__(self, model: str | Path | None = None, detector: FaceDetector | None = None,
+                 threads: int = 0, max_faces: int = 50, batch_size: int = 32, workers: int | None = None,
+                 also: Iterable[str | Path] = ()):
+        self.models: list[LoadedBundle] = [load_bundle(resolve_bundle(m), threads) for m in (model, *also)]
         self._detector = detector
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.max_faces = max_faces
@@ -58,34 +52,22 @@ class Predictor:
         return self._detector
 
     @property
+    def info(self) -> BundleInfo:
+        """The first model's declarations."""
+        return self.models[0].info
+
+    @property
     def input_size(self) -> int:
         return self.info.input_size
 
-    def estimate_crops(self, crops: np.ndarray) -> list[tuple[AgeEstimate, LabelEstimate, LabelEstimate]]:
-        """(age, gender, race) for N x S x S x 3 uint8 aligned crops (S = input_size), batched."""
+    def estimate_crops(self, crops: np.ndarray, model: int = 0) -> list[Estimates]:
+        """Estimates for N x S x S x 3 uint8 RGB crops in model `model`'s framing and size, batched."""
+        bundle = self.models[model]
         out = []
         for start in range(0, len(crops), self.batch_size):
-            batch = np.ascontiguousarray(crops[start:start + self.batch_size].transpose(0, 3, 1, 2), dtype=np.float32)
-            gender, race, age = self._session.run(None, {"images": batch})
-            out += [self._estimates(g, r, a) for g, r, a in zip(gender, race, age)]
+            probs = bundle.run(crops[start:start + self.batch_size])
+            out += [_estimates(bundle.info, g, r, a) for g, r, a in zip(probs["gender"], probs["race"], probs["age"])]
         return out
-
-    def _estimates(self, gender: np.ndarray, race: np.ndarray, age: np.ndarray):
-        if self.info.age_mode == "years":
-            years = np.arange(len(age))
-            mean = float((age * years).sum())
-            std = float(np.sqrt((age * (years - mean) ** 2).sum()))
-            bin_probs = np.bincount(_YEAR_TO_BIN, weights=age, minlength=len(labels.AGE_BINS))
-        else:
-            mean = std = None
-            bin_probs = age
-        age_estimate = AgeEstimate(
-            years=None if mean is None else round(mean, 2),
-            bin=labels.AGE_BIN_LABELS[int(np.argmax(bin_probs))],
-            bin_probs={b: round(float(p), 5) for b, p in zip(labels.AGE_BIN_LABELS, bin_probs)},
-            years_std=None if std is None else round(std, 2),
-        )
-        return age_estimate, _label(labels.GENDERS, gender), _label(self.info.race_labels, race)
 
     def predict(self, image: ImageSource, aligned: bool = False) -> list[FaceResult]:
         """Every face in one image (a path, encoded bytes or an RGB array), largest first."""
@@ -130,16 +112,19 @@ class Predictor:
         return ImageResult(path=name, width=image.shape[1], height=image.shape[0]), detections, crops
 
     def _flush(self, pending) -> Iterator[ImageResult]:
-        all_crops = [c for _, _, crops in pending for c in crops]
-        estimates = iter(self.estimate_crops(np.stack(all_crops)) if all_crops else [])
-        for result, detections, _ in pending:
-            result.faces = [_face(d, next(estimates)) for d in detections]
+        per_model = []
+        for index in range(len(self.models)):
+            crops = [c[index] for _, _, face_crops in pending for c in face_crops]
+            per_model.append(iter(self.estimate_crops(np.stack(crops), index) if crops else []))
+        for result, faces, _ in pending:
+            result.faces = [self._face(face, [next(estimates) for estimates in per_model]) for face in faces]
             yield result
 
-    def _faces(self, detections, crops) -> list[FaceResult]:
-        if not detections:
+    def _faces(self, faces, face_crops) -> list[FaceResult]:
+        if not faces:
             return []
-        return [_face(d, e) for d, e in zip(detections, self.estimate_crops(np.stack(crops)))]
+        per_model = [self.estimate_crops(np.stack([c[i] for c in face_crops]), i) for i in range(len(self.models))]
+        return [self._face(face, [estimates[n] for estimates in per_model]) for n, face in enumerate(faces)]
 
     @staticmethod
     def _read(image: ImageSource) -> np.ndarray:
@@ -149,33 +134,43 @@ class Predictor:
             return image
         return read_image(image)
 
-    def _locate(self, image: np.ndarray, aligned: bool) -> tuple[list, list[np.ndarray]]:
-        """(detections, aligned crops); an already-aligned image is one face covering the whole image."""
-        size = self.input_size
-        if aligned:
-            height, width = image.shape[:2]
-            landmarks = _template_landmarks(width, height)
-            return [((0.0, 0.0, float(width), float(height)), 1.0, landmarks)], [resize_crop(image, size)]
-        faces = self.detector.detect(image)[: self.max_faces]
-        detections = [(f.box, f.score, f.landmarks) for f in faces]
-        return detections, [align_face(image, f.landmarks, size) for f in faces]
+    def _locate(self, image: np.ndarray, aligned: bool) -> tuple[list, list[list[np.ndarray]]]:
+        """(faces, each face's crop for each model): the first model's framing through `find_faces`,
+        then each further model's framing from the same landmarks."""
+        first = self.models[0].info
+        faces = find_faces(image, first.input_size, first.framing, "aligned" if aligned else "all",
+                           None if aligned else self.detector, max_faces=self.max_faces)
+        crops = [[face.crop] + [align_face(image, face.landmarks, m.info.input_size, m.info.framing)
+                                for m in self.models[1:]] for face in faces]
+        return faces, crops
+
+    def _face(self, face, estimates: list[Estimates]) -> FaceResult:
+        first = estimates[0]
+        return FaceResult(
+            box=[round(float(v), 1) for v in face.box], score=round(float(face.score), 4),
+            landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks],
+            age=first.age, gender=first.gender, race=first.race,
+            by_model={m.info.name: e for m, e in zip(self.models[1:], estimates[1:])},
+        )
 
 
-def _template_landmarks(width: int, height: int) -> np.ndarray:
-    from facescope.faces import REFERENCE_SIZE, TEMPLATE
-
-    return TEMPLATE * np.array([width, height]) / REFERENCE_SIZE
+def _estimates(info: BundleInfo, gender: np.ndarray, race: np.ndarray, age: np.ndarray) -> Estimates:
+    if info.age_mode == "years":
+        years = np.arange(len(age))
+        mean = float((age * years).sum())
+        std = float(np.sqrt((age * (years - mean) ** 2).sum()))
+        bin_probs = np.bincount(_YEAR_TO_BIN, weights=age, minlength=len(labels.AGE_BINS))
+    else:
+        mean = std = None
+        bin_probs = age
+    age_estimate = AgeEstimate(
+        years=None if mean is None else round(mean, 2),
+        bin=labels.AGE_BIN_LABELS[int(np.argmax(bin_probs))],
+        bin_probs={b: round(float(p), 5) for b, p in zip(labels.AGE_BIN_LABELS, bin_probs)},
+        years_std=None if std is None else round(std, 2),
+    )
+    return Estimates(age=age_estimate, gender=_label(labels.GENDERS, gender), race=_label(info.race_labels, race))
 
 
 def _label(names: tuple[str, ...], probs: np.ndarray) -> LabelEstimate:
     return LabelEstimate(label=names[int(np.argmax(probs))], probs={n: round(float(p), 5) for n, p in zip(names, probs)})
-
-
-def _face(detection, estimate) -> FaceResult:
-    box, score, landmarks = detection
-    age, gender, race = estimate
-    return FaceResult(
-        box=[round(float(v), 1) for v in box], score=round(float(score), 4),
-        landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in landmarks],
-        age=age, gender=gender, race=race,
-    )

@@ -21,13 +21,20 @@ class LabelEstimate(BaseModel):
     probs: dict[str, float]
 
 
-class FaceResult(BaseModel):
-    box: list[float] = Field(description="x1, y1, x2, y2 in the image's pixels")
-    score: float = Field(description="detector confidence (1.0 for an already-aligned crop)")
-    landmarks: list[list[float]] = Field(description="5 points: eyes, nose tip, mouth corners")
+class Estimates(BaseModel):
     age: AgeEstimate
     gender: LabelEstimate
     race: LabelEstimate
+
+
+class FaceResult(Estimates):
+    """One face: where it is, and the first model's estimates (`age`, `gender`, `race`); with several
+    models (`Predictor(model, also=[...])`), each further model's estimates in `by_model`."""
+
+    box: list[float] = Field(description="x1, y1, x2, y2 in the image's pixels")
+    score: float = Field(description="detector confidence (1.0 for an already-aligned crop)")
+    landmarks: list[list[float]] = Field(description="5 points: eyes, nose tip, mouth corners")
+    by_model: dict[str, Estimates] = Field(default_factory=dict, description="further models' estimates, by name")
 
 
 class ImageResult(BaseModel):

@@ -5,18 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facescope.model.bundle import BundleInfo, resolve_bundle
-
-KNOWN_FAILURE_MODES = (
-    "young children (0-2, 3-9): gender is hard to tell from a face at these ages, for people and models alike",
-    "the very old (70+): few training images, and age error grows with age",
-    "poor light, strong shadows, blur and low resolution",
-    "heavy make-up, face paint, sunglasses, masks and other occlusion",
-    "profile views and strong head rotation (alignment assumes both eyes are visible)",
-    "the 'Others' race group of UTKFace, which mixes Hispanic, Latino, Middle Eastern and more, is the "
-    "least accurate race class",
-)
-
+from facescope.bundles import BundleInfo, resolve_bundle
 
 def _figure(value) -> str:
     if isinstance(value, float):
@@ -45,13 +34,11 @@ def render_model_card(info: BundleInfo) -> str:
         "Race and gender here are *apparent* categories as annotated in the training data, estimated from "
         "appearance; a person's own identity may differ, and many people fit none of the categories.", "",
         "## Training data", "",
-        f"Dataset: {training.get('dataset', 'unknown')}.",
     ]
-    if "splits" in training:
-        lines += [f"Split (race x gender stratified): {training['splits']}.",
-                  f"Training images by race: {training.get('train_by_race')}.",
-                  f"By gender: {training.get('train_by_gender')}.",
-                  f"By age bin: {training.get('train_by_age_bin')}."]
+    for dataset in training.get("datasets", []):
+        counts = ", ".join(f"{k} {v}" for k, v in dataset["splits"].items())
+        people = f" ({dataset['people']} people, each in one split)" if dataset.get("people") else ""
+        lines += [f"- **{dataset['title']}**: {counts}{people}. Licence: {dataset['licence']}"]
     if training.get("recipe"):
         lines += ["", "How it was trained, stage by stage:", ""]
     for number, stage in enumerate(training.get("recipe", []), 1):
@@ -87,7 +74,7 @@ def render_model_card(info: BundleInfo) -> str:
                       "| figure | raw gap | age-standardised gap | reading |", "|---|---:|---:|---|"]
             lines += [f"| {g['metric']} | {_figure(g['raw_gap'])} | {_figure(g['standardised_gap'])} | {g['reading']} |"
                       for g in standardised]
-    lines += ["", "## Known failure modes", "", *[f"- {item}" for item in KNOWN_FAILURE_MODES], ""]
+    lines += ["", "## Known failure modes", "", *[f"- {item}" for item in info.limitations], ""]
     return "\n".join(lines)
 
 

@@ -1,65 +1,32 @@
-"""Export a trained network as an inference bundle (model.onnx + model.json)."""
+"""Export a trained network as an inference bundle (model.onnx + model.json, per facescope.bundles).
+
+Everything model.json says comes from the network (its input convention) and its checkpoint (design,
+input size, framing, data sets with licences, recipe); the ONNX graph's tensor names are the ones the
+JSON declares, and the bundle is loaded and checked once written.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-import pandas as pd
 import torch
-import yaml
 
-from facescope.model.bundle import BundleInfo
+from facescope.bundles.contract import BundleInfo, ModelInput, ModelOutput, load_bundle
+from facescope.faces.align import Framing
 from facescope.model.network import MultiTaskNet, ProbabilityNet
 
 log = logging.getLogger(__name__)
-UTKFACE_LICENCE = (
-    "Trained on UTKFace, which is available for non-commercial research purposes only; this model "
-    "inherits that restriction."
+INPUT_NAME = "images"
+LIMITATIONS = (
+    "young children (0-2, 3-9): gender is hard to tell from a face at these ages, for people and models alike",
+    "the very old (70+): few training images, and age error grows with age",
+    "poor light, strong shadows, blur and low resolution",
+    "heavy make-up, face paint, sunglasses, masks and other occlusion",
+    "profile views and strong head rotation (alignment assumes both eyes are visible)",
 )
-# The dataset a loader format stands for, and the licence a model trained on it inherits.
-DATASETS = {
-    "utkface": ("UTKFace", UTKFACE_LICENCE),
-    "utk48csv": ("UTKFace (48x48 grey CSV)", UTKFACE_LICENCE),
-    "fairface": ("FairFace", "Trained on FairFace (CC BY 4.0): attribute the FairFace authors."),
-    "manifest": ("a manifest of images", "Inherits the licences of the images it was trained on."),
-}
-
-
-def training_data_summary(splits_csv: Path) -> dict:
-    """Counts of the training split by race, gender and age bin, from a run's splits.csv."""
-    table = pd.read_csv(splits_csv, dtype=str, keep_default_na=False)
-    train = table[table["partition"] == "train"]
-    return {
-        "splits": table["partition"].value_counts().to_dict(),
-        "train_by_race": train["race"].value_counts().to_dict(),
-        "train_by_gender": train["gender"].value_counts().to_dict(),
-        "train_by_age_bin": train["age_bin"].value_counts().to_dict(),
-    }
-
-
-def training_recipe(run: Path) -> list[dict]:
-    """How a run was trained, one entry per stage: a run that started from another run's checkpoint
-    (`init`) lists that run's stages first, so a fine-tuned model's card shows its whole history."""
-    run = Path(run)
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    history = json.loads((run / "history.json").read_text()) if (run / "history.json").exists() else []
-    best = json.loads((run / "checkpoints" / "best.json").read_text()) if (run / "checkpoints" / "best.json").exists() else {}
-    start = (f"weights of {config['init']}" if config.get("init")
-             else "ImageNet weights where on disk" if config.get("pretrained") else "random initialisation")
-    stage = {
-        "backbone": config.get("backbone"), "input_size": best.get("input_size", config.get("input_size")),
-        "start": start, "epochs_run": len(history), "best_epoch": best.get("best_epoch"),
-        "batch_size": config.get("batch_size"), "lr": config.get("lr"), "balance": config.get("balance"),
-        "augment": config.get("augment"), "minutes": round(sum(h.get("seconds", 0) for h in history) / 60, 1),
-    }
-    earlier = []
-    if config.get("init"):
-        init_run = Path(config["init"]).parent.parent  # <run>/checkpoints/best
-        if (init_run / "config.yaml").exists():
-            earlier = training_recipe(init_run)
-    return earlier + [stage]
+UTKFACE_OTHERS = ("the 'Others' race group of UTKFace, which mixes Hispanic, Latino, Middle Eastern and more, is the "
+                  "least accurate race class")
 
 
 def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool = False) -> Path:
@@ -68,34 +35,42 @@ def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool =
     probabilities = ProbabilityNet(model, mirror).eval()
     example = torch.zeros(2, 3, input_size, input_size)
     torch.onnx.export(
-        probabilities, (example,), str(path), input_names=["images"],
-        output_names=["gender", "race", "age"], dynamic_axes={"images": {0: "batch"}},
+        probabilities, (example,), str(path), input_names=[INPUT_NAME],
+        output_names=["gender", "race", "age"], dynamic_axes={INPUT_NAME: {0: "batch"}},
         opset_version=17, dynamo=False,
     )
     return path
 
 
-def export_bundle(model: MultiTaskNet, folder: Path, input_size: int, run: Path | None = None,
-                  name: str | None = None, dataset_format: str = "utkface", mirror: bool = False) -> Path:
+def bundle_licence(datasets: list[dict]) -> str:
+    if not datasets:
+        return "Training data unknown: check the licences of the images it was trained on."
+    named = "; ".join(f"{d['title']}: {d['licence']}" for d in datasets)
+    return f"Trained on {len(datasets)} data set{'s' * (len(datasets) > 1)}, and inherits every restriction. {named}"
+
+
+def export_bundle(model: MultiTaskNet, folder: Path, checkpoint: dict, name: str | None = None,
+                  mirror: bool = False) -> Path:
+    """Write model.onnx and model.json for `model` trained as `checkpoint` (its JSON state) says."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    input_size = checkpoint["input_size"]
     export_onnx(model, folder / "model.onnx", input_size, mirror)
-    dataset, licence = DATASETS[dataset_format]
-    summary = {"dataset": dataset}
-    if run is not None and (Path(run) / "splits.csv").exists():
-        summary.update(training_data_summary(Path(run) / "splits.csv"))
-    if run is not None and (Path(run) / "config.yaml").exists():
-        summary["recipe"] = training_recipe(Path(run))
+    spec = model.input_spec
+    datasets = checkpoint.get("provenance", [])
     info = BundleInfo(
         name=name or f"facescope-{model.backbone_name}-{model.race_taxonomy}",
         backbone=model.backbone_name,
-        input_size=input_size,
-        race_taxonomy=model.race_taxonomy,
-        age_mode=model.age_mode,
-        licence=licence,
-        training_data=summary,
+        licence=bundle_licence(datasets),
+        framing=Framing.from_json(checkpoint["framing"]),
+        input=ModelInput(INPUT_NAME, input_size, spec.channel_order, spec.mean, spec.std),
+        outputs=(ModelOutput("gender", "gender"), ModelOutput("race", "race", taxonomy=model.race_taxonomy),
+                 ModelOutput("age", "age", age_mode=model.age_mode)),
+        training_data={"datasets": datasets, "recipe": checkpoint.get("recipe", [])},
         test_time_mirror=mirror,
+        limitations=LIMITATIONS + ((UTKFACE_OTHERS,) if model.race_taxonomy == "utkface5" else ()),
     )
     (folder / "model.json").write_text(info.to_json())
+    load_bundle(folder)  # what was written must pass the same checks as any bundle a user loads
     log.info("exported bundle to %s", folder)
     return folder

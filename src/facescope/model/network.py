@@ -1,8 +1,10 @@
-"""The multi-task network: one torchvision backbone, three heads (gender, race, age).
+"""The multi-task network: one backbone, three heads (gender, race, age).
 
-Input: float32 RGB in 0..255, N x 3 x S x S, the aligned crop as it is. The ImageNet normalisation is
-part of the network, so the exported ONNX graph needs no preprocessing beyond align and resize.
-Output (`forward`): a dict of logits; `probabilities` turns them into what the bundle exports.
+Each backbone declares the input it expects (`Backbone.input`: colour order, mean, std per channel of
+0..255 pixels), the way torchvision's weights declare their transforms. The network takes its input
+already in that convention (`to_network_input` makes it from RGB crops); the exported bundle declares
+it, and the predictor applies it (facescope.bundles.contract.ModelInput.prepare).
+Output (`forward`): a dict of logits; `ProbabilityNet` turns them into what the bundle exports.
 """
 
 from __future__ import annotations
@@ -17,34 +19,20 @@ import torchvision
 from torch import nn
 
 from facescope import labels
+from facescope.bundles.contract import ModelInput
+from facescope.model.faceres import FACERES_INPUT, FaceResFeatures
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Backbone:
-    build: Callable[..., nn.Module]
-    weights: torchvision.models.WeightsEnum | None
-    input_size: int  # the size it is trained at by default
-
-
-BACKBONES: dict[str, Backbone] = {
-    "mobilenet_v2": Backbone(torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, 112),
-    "resnet18": Backbone(torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, 112),
-    "resnet34": Backbone(torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1, 112),
-    "resnet50": Backbone(torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, 112),
-    "efficientnet_b0": Backbone(
-        torchvision.models.efficientnet_b0, torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1, 112
-    ),
-    "vit_b_16": Backbone(torchvision.models.vit_b_16, torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1, 224),
-    "small_cnn": Backbone(lambda weights=None: SmallCNN(), None, 48),
-}
+IMAGENET_INPUT = ModelInput(channel_order="RGB", mean=tuple(255 * m for m in (0.485, 0.456, 0.406)),
+                            std=tuple(255 * s for s in (0.229, 0.224, 0.225)))
 
 
 class SmallCNN(nn.Module):
     """The second seed project's kind of network: a few conv blocks, for 48x48 grey crops and quick runs."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, weights: bool = False, width: int = 32):  # (no pretrained weights exist)
         super().__init__()
         blocks, channels = [], 3
         for out in (width, width * 2, width * 4, width * 8):
@@ -61,16 +49,57 @@ class SmallCNN(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
 
 
+@dataclass(frozen=True)
+class Backbone:
+    build: Callable[..., nn.Module]
+    weights: torchvision.models.WeightsEnum | None
+    input_size: int  # the size it is trained at by default
+    input: ModelInput = IMAGENET_INPUT  # colour order and normalisation (its size is the run's)
+    pretraining: str = "ImageNet weights where on disk"
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v2": Backbone(torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, 112),
+    "resnet18": Backbone(torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, 112),
+    "resnet34": Backbone(torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1, 112),
+    "resnet50": Backbone(torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, 112),
+    "efficientnet_b0": Backbone(
+        torchvision.models.efficientnet_b0, torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1, 112
+    ),
+    "vit_b_16": Backbone(torchvision.models.vit_b_16, torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1, 224),
+    "small_cnn": Backbone(SmallCNN, None, 48, ModelInput(mean=(127.5,) * 3, std=(127.5,) * 3),
+                          "random initialisation"),
+    # HSE FaceRes: MobileNetV1 trained for face identity (VGGFace2), then age and gender (facescope.model.faceres).
+    "faceres": Backbone(FaceResFeatures, None, 224, FACERES_INPUT,
+                        "HSE FaceRes face-pretrained weights (VGGFace2, then IMDB-WIKI age and gender)"),
+}
+
+
+def to_network_input(images: torch.Tensor, spec: ModelInput) -> torch.Tensor:
+    """N x 3 x S x S float RGB 0..255 -> the backbone's convention (as ModelInput.prepare does in numpy)."""
+    if spec.channel_order == "BGR":
+        images = images.flip(1)
+    mean = torch.tensor(spec.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
 def _weights_on_disk(weights: torchvision.models.WeightsEnum) -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name).exists()
 
 
 def build_feature_extractor(name: str, pretrained: bool = True) -> tuple[nn.Module, int]:
-    """(module mapping images to a feature vector, its width), with ImageNet weights when on disk."""
+    """(module mapping images to a feature vector, its width), with the backbone's pretrained weights
+    when asked and on disk."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
     spec = BACKBONES[name]
-    weights = spec.weights if pretrained and spec.weights is not None else None
+    if spec.weights is None:  # weights of its own (or none): the builder takes the flag
+        model = spec.build(weights=pretrained)
+        if pretrained:
+            log.info("backbone %s: %s", name, spec.pretraining)
+        return model, model.out_features
+    weights = spec.weights if pretrained else None
     if weights is not None and not _weights_on_disk(weights):
         log.warning(
             "ImageNet weights for %s are not on disk (%s): starting from random initialisation",
@@ -80,8 +109,6 @@ def build_feature_extractor(name: str, pretrained: bool = True) -> tuple[nn.Modu
     if pretrained:  # (without, the caller loads trained weights next)
         log.info("backbone %s: %s", name, f"ImageNet weights {weights}" if weights else "random initialisation")
     model = spec.build(weights=weights)
-    if isinstance(model, SmallCNN):
-        return model, model.out_features
     if isinstance(model, torchvision.models.ResNet):
         width, model.fc = model.fc.in_features, nn.Identity()
     elif isinstance(model, torchvision.models.VisionTransformer):
@@ -92,14 +119,12 @@ def build_feature_extractor(name: str, pretrained: bool = True) -> tuple[nn.Modu
 
 
 class MultiTaskNet(nn.Module):
-    """Backbone + gender (2), race (the taxonomy's classes) and age heads.
+    """Backbone + gender (2), race (the taxonomy's classes) and age heads. Input: N x 3 x S x S in the
+    backbone's convention (`input_spec`; `to_network_input` makes it from RGB 0..255).
 
     The age head is a distribution over whole years 0..MAX_AGE where the data has exact ages
     (`age_mode="years"`), or over the 9 FairFace bins where it only has bins (`age_mode="bins"`).
     """
-
-    IMAGENET_MEAN = (0.485, 0.456, 0.406)
-    IMAGENET_STD = (0.229, 0.224, 0.225)
 
     def __init__(self, backbone: str, race_taxonomy: str, age_mode: str = "years", pretrained: bool = True,
                  dropout: float = 0.2):
@@ -108,15 +133,14 @@ class MultiTaskNet(nn.Module):
             raise ValueError("age_mode is 'years' or 'bins'")
         self.backbone_name, self.race_taxonomy, self.age_mode = backbone, race_taxonomy, age_mode
         self.features, width = build_feature_extractor(backbone, pretrained)
-        self.register_buffer("mean", torch.tensor(self.IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(self.IMAGENET_STD).view(1, 3, 1, 1) * 255)
+        self.input_spec = BACKBONES[backbone].input
         self.dropout = nn.Dropout(dropout)
         self.gender_head = nn.Linear(width, len(labels.GENDERS))
         self.race_head = nn.Linear(width, len(labels.taxonomy(race_taxonomy).labels))
         self.age_head = nn.Linear(width, labels.MAX_AGE + 1 if age_mode == "years" else len(labels.AGE_BINS))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.dropout(self.features((images - self.mean) / self.std))
+        features = self.dropout(self.features(images))
         return {
             "gender": self.gender_head(features),
             "race": self.race_head(features),

@@ -11,10 +11,14 @@ import yaml
 
 @dataclass
 class TrainConfig:
-    data: str = ""
+    # One data set (a path), or several: a list of paths or of {path, weight}; a weight is the share of
+    # each batch drawn from that data set (relative to the others; default: in proportion to its size).
+    # "${FACESCOPE_DATA}" in a path is the data folder (facescope.paths.data_root()).
+    data: str | list = ""
     output: str = "runs/train"
     backbone: str = "mobilenet_v2"
     input_size: int | None = None  # None: the backbone's default (BACKBONES[...].input_size)
+    framing_zoom: float = 1.0  # the face crop: facescope's canonical framing, zoomed about its centre (>1: tighter)
     pretrained: bool = True
     init: str | None = None  # a trained checkpoint whose weights start the run (e.g. fine-tuning at a larger size)
     epochs: int = 10
@@ -35,6 +39,11 @@ class TrainConfig:
     max_images: int | None = None  # train on the first N training images only (quick runs, tests)
     max_steps_per_epoch: int | None = None
     threads: int | None = None
+    # Heads first: this many epochs train the heads on a frozen backbone (keeps what pretraining knows
+    # while the new heads are random), then the whole network trains with the backbone's learning rate
+    # scaled by backbone_lr_scale.
+    frozen_backbone_epochs: int = 0
+    backbone_lr_scale: float = 1.0
 
     @classmethod
     def load(cls, yaml_path: Path | None = None, **overrides) -> "TrainConfig":

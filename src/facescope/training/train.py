@@ -1,7 +1,9 @@
-"""`facescope train`: split, align, augment, fit with early stopping, checkpoint, export a bundle.
+"""`facescope train`, as steps: data (splits per data set), crops (the face pipeline, cached), model
+(backbone + heads, from pretrained weights or a checkpoint), loop (heads first, then all; early stopping),
+checkpoint, export (the bundle) and evaluation (the bundle on its own test split).
 
-A run folder holds everything: config.yaml, splits.csv, train.log, history.json, curves.png,
-checkpoints/ (last and best, safetensors + JSON) and, at the end, bundle/ (model.onnx + model.json).
+The run folder's layout is `RunFolder`'s; what the bundle must say about its data and recipe travels in
+the checkpoint (training.checkpoints), not reconstructed from the folder.
 """
 
 from __future__ import annotations
@@ -17,19 +19,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from facescope import labels
-from facescope.data import load_dataset
 from facescope.data.records import FaceRecord
-from facescope.data.splits import assign_splits, write_split_manifest
-from facescope.model.network import BACKBONES, MultiTaskNet
-from facescope.training.augment import augment_batch
-from facescope.training.config import TrainConfig
+from facescope.faces.align import CANONICAL, Framing
 from facescope.faces.crops import build_crops
+from facescope.model.network import BACKBONES, MultiTaskNet, to_network_input
+from facescope.training.augment import augment_batch
+from facescope.training.checkpoints import load_checkpoint, load_trained_model, read_state, save_checkpoint, start_from
+from facescope.training.config import TrainConfig
+from facescope.training.data import TrainingData, prepare_data
+from facescope.training.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
+__all__ = ["Targets", "multitask_loss", "training_step", "validate", "train", "load_trained_model"]
 
 
 @dataclass
@@ -108,10 +112,11 @@ def _to_images(crops: np.ndarray, index: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(crops[index])).permute(0, 3, 1, 2).float()
 
 
-def _to_device(images: torch.Tensor, device: str) -> torch.Tensor:
-    # Channels-last (NHWC): the layout oneDNN's (CPU) and cuDNN's (GPU) fast convolution kernels prefer;
-    # benchmarks/train_step.py times a step in each layout.
-    return images.to(device, memory_format=torch.channels_last)
+def network_input(model: MultiTaskNet, images: torch.Tensor, device: str) -> torch.Tensor:
+    """RGB 0..255 images as the network's input: its backbone's convention, on the device, channels-last
+    (NHWC: the layout oneDNN's (CPU) and cuDNN's (GPU) fast convolution kernels prefer;
+    benchmarks/train_step.py times a step in each layout)."""
+    return to_network_input(images, model.input_spec).to(device, memory_format=torch.channels_last)
 
 
 def training_step(model: MultiTaskNet, optimizer: torch.optim.Optimizer, images: torch.Tensor, targets: Targets,
@@ -127,102 +132,36 @@ def training_step(model: MultiTaskNet, optimizer: torch.optim.Optimizer, images:
 
 
 @torch.no_grad()
-def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: TrainConfig,
-             device: str = "cpu") -> dict[str, float]:
+def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: TrainConfig, device: str = "cpu",
+             datasets: np.ndarray | None = None) -> dict[str, float]:
+    """Validation loss and figures, overall and (given each crop's data set) per data set."""
     model.eval()
-    totals: dict[str, float] = {"loss": 0.0}
-    correct = {"gender": 0, "race": 0}
-    counted = {"gender": 0, "race": 0}
-    abs_error, n_age = 0.0, 0
+    loss_sum = 0.0
+    outputs: dict[str, list[torch.Tensor]] = {"gender": [], "race": [], "age": []}
     for start in range(0, len(crops), 256):
         index = np.arange(start, min(start + 256, len(crops)))
-        batch_targets = targets.take(torch.from_numpy(index), device)
         with _autocast(device):
-            outputs = model(_to_device(_to_images(crops, index), device))
-        loss, _ = multitask_loss(outputs, batch_targets, config, model.age_mode)
-        totals["loss"] += float(loss) * len(index)
+            batch = model(network_input(model, _to_images(crops, index), device))
+        loss, _ = multitask_loss(batch, targets.take(torch.from_numpy(index), device), config, model.age_mode)
+        loss_sum += float(loss) * len(index)
+        for task in outputs:
+            outputs[task].append(batch[task].float().cpu())
+    logits = {task: torch.cat(parts) for task, parts in outputs.items()}
+    result = {"loss": loss_sum / max(1, len(crops))}
+    groups = {"": np.ones(len(crops), dtype=bool)}
+    if datasets is not None and len(set(datasets)) > 1:
+        groups.update({f"{name}_": datasets == name for name in sorted(set(datasets))})
+    for prefix, member in groups.items():
+        member = torch.from_numpy(member)
         for task in ("gender", "race"):
-            target = getattr(batch_targets, task)
-            mask = target >= 0
-            correct[task] += int((outputs[task].argmax(1)[mask] == target[mask]).sum())
-            counted[task] += int(mask.sum())
-        if model.age_mode == "years":
-            mask = batch_targets.age_years >= 0
-            abs_error += float((expected_years(outputs["age"])[mask] - batch_targets.age_years[mask]).abs().sum())
-            n_age += int(mask.sum())
-    result = {"loss": totals["loss"] / max(1, len(crops))}
-    for task in ("gender", "race"):
-        result[f"{task}_accuracy"] = correct[task] / max(1, counted[task])
-    if n_age:
-        result["age_mae"] = abs_error / n_age
+            target = getattr(targets, task)
+            mask = (target >= 0) & member
+            if mask.any():
+                result[f"{prefix}{task}_accuracy"] = float((logits[task].argmax(1)[mask] == target[mask]).float().mean())
+        mask = (targets.age_years >= 0) & member
+        if model.age_mode == "years" and mask.any():
+            result[f"{prefix}age_mae"] = float((expected_years(logits["age"])[mask] - targets.age_years[mask]).abs().mean())
     return result
-
-
-def _save_checkpoint(path: Path, model: MultiTaskNet, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Weights and optimizer moments as safetensors, the rest as JSON: no pickle anywhere."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(path.with_suffix(".safetensors")))
-    optimizer_tensors, optimizer_scalars = {}, {}
-    for index, param_state in optimizer.state_dict()["state"].items():
-        for key, value in param_state.items():
-            if torch.is_tensor(value):
-                optimizer_tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                optimizer_scalars[f"{index}.{key}"] = value
-    save_file(optimizer_tensors or {"empty": torch.zeros(1)}, str(path.with_suffix(".optimizer.safetensors")))
-    state = dict(state, optimizer_scalars=optimizer_scalars)
-    path.with_suffix(".json").write_text(json.dumps(state, indent=2))
-
-
-def _load_weights(path: Path, model: MultiTaskNet) -> None:
-    model.load_state_dict(load_file(str(path.with_suffix(".safetensors"))))
-
-
-def _load_checkpoint(path: Path, model: MultiTaskNet, optimizer: torch.optim.Optimizer) -> dict:
-    """Weights and optimizer state of a checkpoint, to resume its run; returns the run's state."""
-    _load_weights(path, model)
-    state = json.loads(path.with_suffix(".json").read_text())
-    tensors = load_file(str(path.with_suffix(".optimizer.safetensors")))
-    per_param: dict[int, dict] = {}
-    for name, value in list(tensors.items()) + list(state["optimizer_scalars"].items()):
-        if name == "empty":
-            continue
-        index, key = name.split(".", 1)
-        per_param.setdefault(int(index), {})[key] = value
-    saved = optimizer.state_dict()
-    saved["state"] = per_param
-    optimizer.load_state_dict(saved)
-    return state
-
-
-def _start_from(model: MultiTaskNet, checkpoint: Path) -> None:
-    """Load a trained checkpoint's weights into a fresh network of the same design; the run's own epochs,
-    schedule and input size then apply (progressive resizing: train small, fine-tune larger)."""
-    checkpoint = _checkpoint_path(checkpoint)
-    state = json.loads(checkpoint.with_suffix(".json").read_text())
-    ours = {"backbone": model.backbone_name, "race_taxonomy": model.race_taxonomy, "age_mode": model.age_mode}
-    theirs = {key: state.get(key) for key in ours}
-    if theirs != ours:
-        raise ValueError(f"init checkpoint {checkpoint} is a {theirs} network; this run trains a {ours} one")
-    _load_weights(checkpoint, model)
-    log.info("weights from %s (trained at %s px, epoch %s)", checkpoint, state.get("input_size"), state.get("epoch"))
-
-
-def _checkpoint_path(checkpoint: str | Path) -> Path:
-    """A checkpoint's path without a file suffix (`.../best`), however it was given."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_suffix("") if checkpoint.suffix in (".json", ".safetensors") else checkpoint
-
-
-def load_trained_model(checkpoint: Path) -> tuple[MultiTaskNet, dict]:
-    """A trained network from a run's checkpoint (`.../checkpoints/best`, with or without a file suffix),
-    and its checkpoint state."""
-    checkpoint = _checkpoint_path(checkpoint)
-    state = json.loads(checkpoint.with_suffix(".json").read_text())
-    model = MultiTaskNet(state["backbone"], state["race_taxonomy"], state["age_mode"], pretrained=False)
-    _load_weights(checkpoint, model)
-    return model.eval(), state
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -262,24 +201,22 @@ def _lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> fl
     return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def prepare_data(config: TrainConfig, run: Path) -> tuple[list[FaceRecord], list[str], str, str]:
-    """The records, their split (train / val / test), the race taxonomy and the source dataset's format;
-    writes run/splits.csv."""
-    if config.splits:
-        dataset = load_dataset(config.splits, format="manifest")
-        splits = [r.partition or "" for r in dataset.records]
-    else:
-        dataset = load_dataset(config.data)
-        splits = assign_splits(dataset.records, config.val_fraction, config.test_fraction, config.seed)
-    write_split_manifest(dataset.records, splits, run / "splits.csv", dataset.source_format)
-    return dataset.records, splits, dataset.taxonomy, dataset.source_format
+def training_crops(data: TrainingData, split: str, size: int, framing: Framing,
+                   limit: int | None = None) -> tuple[list[int], np.ndarray]:
+    """(record indices, their crops) of a split's faces found by the face pipeline; faces not found or
+    unreadable are counted in the log and left out."""
+    index = data.indices(split)[:limit]
+    aligned = build_crops([data.records[i] for i in index], size, framing)
+    crops, found = aligned.only_found()
+    log.info("%s crops: %s", split, aligned.outcomes)
+    return [index[i] for i in found], crops
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train per `config` into its output folder; returns the exported bundle's folder."""
-    run = Path(config.output)
-    run.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run / "train.log")
+    """Train per `config` into its run folder; returns the exported bundle's folder."""
+    run = RunFolder(config.output)
+    run.root.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run.log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("facescope").addHandler(handler)
     logging.getLogger("facescope").setLevel(logging.INFO)
@@ -289,100 +226,145 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         logging.getLogger("facescope").removeHandler(handler)
 
 
-def _train(config: TrainConfig, run: Path, resume: bool) -> Path:
+def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
-    (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    run.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+
+    # Step 1, data: the records and their splits.
+    data = prepare_data(config, run.splits)
     input_size = config.input_size or BACKBONES[config.backbone].input_size
-    records, splits, taxonomy, dataset_format = prepare_data(config, run)
-    by_split = {s: [i for i, name in enumerate(splits) if name == s] for s in ("train", "val")}
-    if config.max_images:
-        by_split["train"] = by_split["train"][: config.max_images]
-        by_split["val"] = by_split["val"][: max(32, config.max_images // 4)]
-    age_mode = "years" if all(records[i].age_years is not None for i in by_split["train"]) else "bins"
-    log.info("data %s: %d train, %d val images, taxonomy %s, age head %s, input %d px",
-             config.data or config.splits, len(by_split["train"]), len(by_split["val"]), taxonomy, age_mode, input_size)
+    framing = CANONICAL.zoomed(config.framing_zoom)
 
-    crops = {}
-    for split, index in by_split.items():
-        crops[split], readable = build_crops([records[i] for i in index], input_size).only_readable()
-        by_split[split] = [index[i] for i in readable]
-    targets = {s: Targets.from_records([records[i] for i in idx], taxonomy) for s, idx in by_split.items()}
+    # Step 2, crops: each split's faces through the face pipeline (cached).
+    limit = config.max_images
+    train_index, train_crops = training_crops(data, "train", input_size, framing, limit)
+    val_index, val_crops = training_crops(data, "val", input_size, framing, max(32, limit // 4) if limit else None)
+    train_targets = Targets.from_records([data.records[i] for i in train_index], data.taxonomy)
+    val_targets = Targets.from_records([data.records[i] for i in val_index], data.taxonomy)
+    val_datasets = np.array([data.records[i].dataset for i in val_index])
+    log.info("data %s: %d train, %d val faces, taxonomy %s, age head %s, input %d px",
+             config.data or config.splits, len(train_index), len(val_index), data.taxonomy, data.age_mode, input_size)
 
+    # Step 3, model: pretrained backbone and new heads, or a checkpoint's weights.
     device = _device()
-    log.info("training on %s", device)
-    model = MultiTaskNet(config.backbone, taxonomy, age_mode, pretrained=config.pretrained and not config.init)
-    if config.init and not resume:
-        _start_from(model, Path(config.init))
+    model = MultiTaskNet(config.backbone, data.taxonomy, data.age_mode, pretrained=config.pretrained and not config.init)
+    earlier_recipe = start_from(model, Path(config.init)).get("recipe", []) if config.init and not resume else []
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    n_train = len(by_split["train"])
-    steps_per_epoch = n_train // config.batch_size or 1
+    optimizer = torch.optim.AdamW([
+        {"params": model.features.parameters(), "lr_scale": config.backbone_lr_scale},
+        {"params": [p for name, p in model.named_parameters() if not name.startswith("features.")], "lr_scale": 1.0},
+    ], lr=config.lr, weight_decay=config.weight_decay)
+    state = {"epoch": 0, "step": 0, "best_score": math.inf, "best_epoch": 0, "history": []}
+    if resume and run.last.with_suffix(".json").exists():
+        state = load_checkpoint(run.last, model, optimizer)
+        earlier_recipe = state["recipe"][:-1]
+        log.info("resumed from epoch %d", state["epoch"])
+
+    # Step 4, loop (with step 5, checkpoints after every epoch).
+    common = {
+        "backbone": config.backbone, "race_taxonomy": data.taxonomy, "age_mode": data.age_mode,
+        "input_size": input_size, "framing": framing.to_json(), "provenance": data.provenance(),
+    }
+    sample_weights = data.sample_weights(train_index, group_weights(train_targets.group) if config.balance == "sampler" else None)
+    loss_weights = group_weights(train_targets.group) if config.balance == "loss" else None
+    for state in fit(model, optimizer, state, config, train_crops, train_targets, val_crops, val_targets, val_datasets,
+                     sample_weights, loss_weights, device):
+        stage = recipe_stage(config, state, init=config.init)
+        checkpoint = dict(state, **common, recipe=earlier_recipe + [stage])
+        if state["best_epoch"] == state["epoch"]:
+            save_checkpoint(run.best, model, optimizer, checkpoint)
+        save_checkpoint(run.last, model, optimizer, checkpoint)
+        run.history.write_text(json.dumps(state["history"], indent=2))
+        plot_curves(state["history"], run.curves)
+    if not run.best.with_suffix(".json").exists():
+        raise RuntimeError(f"{run.root}: no epoch was trained (epochs={config.epochs})")
+    best = read_state(run.best)
+    best["recipe"][-1] = recipe_stage(config, state, init=config.init)  # the whole stage, not up to its best epoch
+    run.best.with_suffix(".json").write_text(json.dumps(best, indent=2))
+
+    # Step 6, export; step 7, evaluation of the bundle on its own held-out test split.
+    from facescope.model.export import export_bundle
+
+    model, checkpoint = load_trained_model(run.best)
+    bundle = export_bundle(model, run.bundle, checkpoint)
+    if data.indices("test"):
+        from facescope.evaluation.run import run_evaluation
+
+        run_evaluation(bundle, run.splits, split="test", output=run.evaluation, update_bundle=True,
+                       limit=max(32, limit // 4) if limit else None)
+    return bundle
+
+
+def recipe_stage(config: TrainConfig, state: dict, init: str | None) -> dict:
+    """One training stage as the model card tells it."""
+    start = f"weights of {init}" if init else (
+        BACKBONES[config.backbone].pretraining if config.pretrained else "random initialisation")
+    return {
+        "backbone": config.backbone, "input_size": config.input_size or BACKBONES[config.backbone].input_size,
+        "start": start, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+        "frozen_backbone_epochs": config.frozen_backbone_epochs, "batch_size": config.batch_size, "lr": config.lr,
+        "backbone_lr_scale": config.backbone_lr_scale, "balance": config.balance, "augment": config.augment,
+        "data": [str(path) for path in (config.data if isinstance(config.data, list) else [config.data])],
+        "minutes": round(sum(h.get("seconds", 0) for h in state["history"]) / 60, 1),
+    }
+
+
+def fit(model: MultiTaskNet, optimizer: torch.optim.Optimizer, state: dict, config: TrainConfig,
+        crops: np.ndarray, targets: Targets, val_crops: np.ndarray, val_targets: Targets, val_datasets: np.ndarray,
+        sample_weights: torch.Tensor | None, loss_weights: torch.Tensor | None, device: str):
+    """The training loop from `state`'s epoch on; yields the state after each epoch (the caller saves it).
+    Stops early when the validation loss has not improved for `config.patience` epochs."""
+    rng = np.random.default_rng(config.seed + state["epoch"])
+    steps_per_epoch = len(crops) // config.batch_size or 1
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = max(1, int(config.warmup_epochs * steps_per_epoch))
-    sample_weights = group_weights(targets["train"].group)
-    checkpoints = run / "checkpoints"
-    state = {"epoch": 0, "step": 0, "best_score": math.inf, "best_epoch": 0, "history": []}
-    if resume and (checkpoints / "last.json").exists():
-        state = _load_checkpoint(checkpoints / "last", model, optimizer)
-        log.info("resumed from epoch %d", state["epoch"])
-
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if epoch - state["best_epoch"] > config.patience and state["best_epoch"] > 0:
             log.info("early stop: no better validation loss since epoch %d", state["best_epoch"])
-            break
+            return
+        frozen = epoch <= config.frozen_backbone_epochs
         model.train()
-        if config.balance == "sampler":  # race x gender groups drawn equally often
+        model.features.requires_grad_(not frozen)
+        if frozen:  # heads first: the backbone as a fixed feature extractor (batch norm statistics too)
+            model.features.eval()
+        if sample_weights is not None:
             order = torch.multinomial(sample_weights, steps_per_epoch * config.batch_size, replacement=True,
                                       generator=torch.Generator().manual_seed(config.seed + epoch)).numpy()
         else:
-            order = rng.permutation(n_train)
+            order = rng.permutation(len(crops))
         sums: dict[str, float] = {}
-        progress = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="batch")
+        progress = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}" + (" (heads)" if frozen else ""),
+                        unit="batch")
         started = time.time()
         for step in progress:
             # Sorted: the memory-mapped crops are read in file order.
             index = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
-            images = _to_images(crops["train"], index)
+            images = _to_images(crops, index)
             if config.augment:
                 images = augment_batch(images, torch.Generator().manual_seed(config.seed * 100_003 + state["step"]))
-            batch_targets = targets["train"].take(torch.from_numpy(index), device)
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(state["step"], total_steps, warmup_steps, config.lr)
-            weights = sample_weights[torch.from_numpy(index)].to(device) if config.balance == "loss" else None
-            loss, parts = training_step(model, optimizer, _to_device(images, device), batch_targets, config, weights)
+                group["lr"] = _lr_at(state["step"], total_steps, warmup_steps, config.lr) * group["lr_scale"]
+            weights = loss_weights[torch.from_numpy(index)].to(device) if loss_weights is not None else None
+            loss, parts = training_step(model, optimizer, network_input(model, images, device),
+                                        targets.take(torch.from_numpy(index), device), config, weights)
             state["step"] += 1
             for key, value in dict(parts, loss=loss).items():
                 sums[key] = sums.get(key, 0.0) + value
             progress.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}")
-        val = validate(model, crops["val"], targets["val"], config, device)
+        model.features.requires_grad_(True)
+        val = validate(model, val_crops, val_targets, config, device, val_datasets)
         record = {"epoch": epoch, "seconds": round(time.time() - started, 1),
                   "train_loss": sums["loss"] / steps_per_epoch, **{f"val_{k}": v for k, v in val.items()}}
         state["history"].append(record)
         log.info("epoch %d: %s", epoch, json.dumps({k: round(v, 4) for k, v in record.items()}))
         print(json.dumps({k: round(v, 4) for k, v in record.items()}), flush=True)
         state["epoch"] = epoch
-        common = {"backbone": config.backbone, "race_taxonomy": taxonomy, "age_mode": age_mode,
-                  "input_size": input_size, "dataset_format": dataset_format}
         if val["loss"] < state["best_score"]:
             state["best_score"], state["best_epoch"] = val["loss"], epoch
-            _save_checkpoint(checkpoints / "best", model, optimizer, dict(state, **common))
-        _save_checkpoint(checkpoints / "last", model, optimizer, dict(state, **common))
-        (run / "history.json").write_text(json.dumps(state["history"], indent=2))
-        plot_curves(state["history"], run / "curves.png")
+        yield state
 
-    from facescope.model.export import export_bundle
 
-    model, _ = load_trained_model(checkpoints / "best")
-    bundle = export_bundle(model, run / "bundle", input_size=input_size, run=run, dataset_format=dataset_format)
-    if "test" in splits:
-        # The bundle carries its own figures: the held-out test split, per group, and the model card.
-        from facescope.evaluation.run import run_evaluation
-
-        run_evaluation(bundle, run / "splits.csv", split="test", output=run / "evaluation", update_bundle=True,
-                       limit=max(32, config.max_images // 4) if config.max_images else None)
-    return bundle

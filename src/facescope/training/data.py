@@ -1,0 +1,104 @@
+"""Training's data step: the data sets in, each split on its own (by person where it names people),
+and what a model trained on them must say about them (names, licences, counts) out."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from facescope.data import FaceRecord, detect_format, load_dataset
+from facescope.data.loaders import FORMATS
+from facescope.data.splits import SPLITS, assign_splits, write_split_manifest
+from facescope.paths import data_root
+from facescope.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    records: list[FaceRecord]
+    splits: list[str]  # each record's split: train / val / test
+    taxonomy: str  # the race taxonomy of the records that have a race
+    mix: dict[str, float]  # data set -> its weight in each batch (empty: in proportion to size)
+
+    def indices(self, split: str) -> list[int]:
+        return [i for i, s in enumerate(self.splits) if s == split]
+
+    @property
+    def age_mode(self) -> str:
+        """'years' where every record with an age label has it in years, else 'bins'."""
+        aged = [r for r in self.records if r.age_bin is not None]
+        return "years" if all(r.age_years is not None for r in aged) else "bins"
+
+    def provenance(self) -> list[dict]:
+        """Per data set: its name, title, licence and counts (per split; the training split by label)."""
+        described = []
+        for name in sorted({r.dataset for r in self.records}):
+            spec = FORMATS.get(name, FORMATS["manifest"])
+            members = [(r, s) for r, s in zip(self.records, self.splits) if r.dataset == name]
+            train = [r for r, s in members if s == "train"]
+            described.append({
+                "name": name, "title": spec.title, "licence": spec.licence,
+                "splits": {split: sum(s == split for _, s in members) for split in SPLITS},
+                "people": len({r.person for r, _ in members if r.person}) or None,
+                "train_by_gender": dict(Counter(r.gender for r in train if r.gender)),
+                "train_by_race": dict(Counter(r.race for r in train if r.race)),
+                "train_by_age_bin": dict(Counter(r.age_bin for r in train if r.age_bin)),
+                "weight": self.mix.get(name),
+            })
+        return described
+
+    def sample_weights(self, index: list[int], balance_groups: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Per-sample draw weights (mean 1) giving each data set its share of `mix`, times the race x
+        gender group weights when given; None where plain shuffling already does (no mix, no balance)."""
+        if not self.mix and balance_groups is None:
+            return None
+        weights = torch.ones(len(index))
+        if self.mix:
+            sizes = Counter(self.records[i].dataset for i in index)
+            total = sum(self.mix.get(name, 0.0) for name in sizes)
+            weights = torch.tensor([self.mix.get(self.records[i].dataset, 0.0) / total / sizes[self.records[i].dataset]
+                                    for i in index])
+        if balance_groups is not None:
+            weights = weights * balance_groups
+        return weights / weights.mean()
+
+
+def data_sources(config: TrainConfig) -> list[tuple[Path, float | None]]:
+    """(path, mixing weight or None) of each data set the config names."""
+    entries = config.data if isinstance(config.data, list) else [config.data] if config.data else []
+    sources = []
+    for entry in entries:
+        path, weight = (entry.get("path"), entry.get("weight")) if isinstance(entry, dict) else (entry, None)
+        sources.append((Path(str(path).replace("${FACESCOPE_DATA}", str(data_root()))), weight))
+    return sources
+
+
+def prepare_data(config: TrainConfig, run_splits: Path) -> TrainingData:
+    """The records and their splits (from `config.splits`, or made per data set with the config's
+    fractions and seed); writes them as the run's split manifest."""
+    sources = data_sources(config)
+    if any(w is not None for _, w in sources) and not all(w is not None for _, w in sources):
+        raise ValueError("give every data set a weight, or none")
+    mix = {detect_format(path): float(weight) for path, weight in sources if weight is not None}
+    if config.splits:
+        dataset = load_dataset(config.splits, format="manifest")
+        records, splits = dataset.records, [r.partition or "" for r in dataset.records]
+    else:
+        records, splits = [], []
+        for path, _ in sources:
+            dataset = load_dataset(path)
+            records += dataset.records
+            # Each data set on its own: adding one never moves another's records between splits.
+            splits += assign_splits(dataset.records, config.val_fraction, config.test_fraction, config.seed)
+    taxonomies = {r.taxonomy for r in records if r.race is not None}
+    if len(taxonomies) > 1:
+        raise ValueError(f"the data sets' races are in different taxonomies {sorted(taxonomies)}: one race head needs one")
+    taxonomy = taxonomies.pop() if taxonomies else "utkface5"
+    write_split_manifest(records, splits, run_splits)
+    return TrainingData(records, splits, taxonomy, mix)
