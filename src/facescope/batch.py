@@ -146,9 +146,9 @@ def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: boo
             if result.error and isinstance(source, bytes):  # the reader named the bytes "upload"
                 result.error = result.error.replace("upload", str(name), 1)
         out["result"].append(result.model_dump_json())
-        out["detections"].append(json.dumps([[list(box), float(score), np.asarray(marks).tolist()]
-                                             for box, score, marks in detections]))
-        out["crops"].append(np.stack(crops).tobytes() if crops else b"")
+        out["detections"].append(json.dumps([[list(map(float, f.box)), float(f.score), np.asarray(f.landmarks).tolist()]
+                                             for f in detections]))
+        out["crops"].append(np.stack([c for per_model in crops for c in per_model]).tobytes() if crops else b"")
     return out
 
 
@@ -159,12 +159,15 @@ class NetworkActor:
         self.predictor = _predictor(bundle)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from facescope.faces.pipeline import AlignedFace
+
         size = self.predictor.input_size
         pending = []
         for result, detections, crops in zip(batch["result"], batch["detections"], batch["crops"]):
-            detections = [(tuple(box), score, np.array(marks)) for box, score, marks in json.loads(detections)]
-            crops = list(np.frombuffer(crops, np.uint8).reshape(-1, size, size, 3))
-            pending.append((ImageResult.model_validate_json(result), detections, crops))
+            crops = np.frombuffer(crops, np.uint8).reshape(-1, size, size, 3)
+            faces = [AlignedFace(tuple(box), score, np.array(marks), crop)
+                     for (box, score, marks), crop in zip(json.loads(detections), crops)]
+            pending.append((ImageResult.model_validate_json(result), faces, [[f.crop] for f in faces]))
         results = list(self.predictor._flush(pending))
         return {"path": [r.path for r in results], "record": [r.model_dump_json() for r in results]}
 
@@ -240,7 +243,7 @@ def predict_to_shards(paths: Iterable[str] = (), output: str = "results", *, man
         ray.init(logging_level="WARNING", log_to_driver=False)
     # Checked here, and absolute: every worker opens the same bundle folder (on a cluster, it must be at
     # this path on every node, or be the default model that ships inside the package).
-    from facescope.model.bundle import resolve_bundle
+    from facescope.bundles import resolve_bundle
 
     bundle = None if bundle in (None, "default") else str(resolve_bundle(bundle).resolve())
     dataset = ray.data.from_items([{"path": n} for n in names],
