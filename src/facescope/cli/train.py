@@ -6,18 +6,23 @@ from pathlib import Path
 
 import typer
 
+from facescope.data.loaders import FORMATS
+from facescope.model.network import BACKBONES
+
 
 def train_command(
-    data: str = typer.Option(None, "--data", help="dataset folder or CSV (any format load_dataset reads)"),
+    data: list[str] | None = typer.Option(None, "--data", metavar="PATH",
+                                          help=f"dataset folder or CSV: {', '.join(FORMATS)} (detected from the "
+                                               "path); repeat to train on several at once"),
     output: Path = typer.Option(None, "--output", "-o", help="run folder (default runs/train)"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of training options"),
-    backbone: str | None = typer.Option(None, help="mobilenet_v2 | resnet18 | resnet34 | resnet50 | "
-                                                   "efficientnet_b0 | vit_b_16 | small_cnn"),
+    backbone: str | None = typer.Option(None, help=" | ".join(BACKBONES)),
     input_size: int | None = typer.Option(None, help="crop size in pixels (default: the backbone's)"),
     epochs: int | None = typer.Option(None),
     batch_size: int | None = typer.Option(None),
     lr: float | None = typer.Option(None),
-    balance: str | None = typer.Option(None, help="none | sampler | loss: race x gender balancing"),
+    balance: str | None = typer.Option(None, help="none | sampler | loss: race x gender balancing; gender: "
+                                                   "women and men weigh the same within each data set"),
     splits: str | None = typer.Option(None, help="reuse a split manifest (from `facescope data split` or a run)"),
     seed: int | None = typer.Option(None),
     max_images: int | None = typer.Option(None, help="train on the first N training images (quick runs)"),
@@ -27,11 +32,22 @@ def train_command(
                                                          "runs/train/checkpoints/best, to fine-tune at a larger size"),
     resume: bool = typer.Option(False, "--resume", help="go on from the run folder's last checkpoint"),
 ) -> None:
-    """Train the multi-task network (gender, race, age) and export an inference bundle."""
+    """Train the multi-task network (gender, race, age) and export an inference bundle.
+
+    Options given here override the --config file's. The run folder gets the split manifest, checkpoints,
+    the training history, the exported bundle and its evaluation report. Needs the `train` extra.
+
+    \b
+    Examples:
+      facescope train --data ../shared/data/utkface --config configs/default.yaml -o runs/mine
+      facescope train --data ../shared/data/utkface --max-images 2000 --epochs 1 -o runs/quick
+      facescope train -o runs/mine --resume
+    """
     from facescope.training.config import TrainConfig
     from facescope.training.train import train
 
-    overrides = dict(data=data, output=str(output) if output else None, backbone=backbone, input_size=input_size,
+    several = (data[0] if len(data) == 1 else data) if data else None
+    overrides = dict(data=several, output=str(output) if output else None, backbone=backbone, input_size=input_size,
                      epochs=epochs, batch_size=batch_size, lr=lr, balance=balance, splits=splits, seed=seed,
                      max_images=max_images, augment=augment, pretrained=pretrained, init=init)
     train_config = TrainConfig.load(config, **overrides)
@@ -42,14 +58,20 @@ def train_command(
 
 
 def export_command(
-    checkpoint: Path = typer.Argument(..., help="a run's checkpoint, e.g. runs/train/checkpoints/best"),
-    output: Path = typer.Option(..., "--output", "-o", help="bundle folder to write"),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="a run's checkpoint, e.g. runs/train/checkpoints/best"),
+    output: Path = typer.Option(..., "--output", "-o", metavar="DIR", help="bundle folder to write"),
     name: str | None = typer.Option(None, help="model name in model.json"),
     mirror: bool = typer.Option(False, "--mirror/--no-mirror",
                                 help="average each crop's outputs with its mirror image's: twice the network's "
                                      "work for a little accuracy (see the README's default-model section)"),
 ) -> None:
-    """Export a checkpoint as an inference bundle (model.onnx + model.json)."""
+    """Export a checkpoint as an inference bundle (model.onnx + model.json).
+
+    \b
+    Examples:
+      facescope export runs/mine/checkpoints/best -o my-bundle --name my-model
+      facescope predict group.jpg --model my-bundle
+    """
     from facescope.model.export import export_bundle
     from facescope.training.checkpoints import load_trained_model
 

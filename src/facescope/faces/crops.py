@@ -105,3 +105,28 @@ def build_crops(records: list[FaceRecord], size: int, framing: Framing = CANONIC
     np.save(cache / "found.npy", found)
     (cache / "outcomes.json").write_text(json.dumps(outcomes, indent=2))
     return AlignedCrops(np.load(cache / "crops.npy", mmap_mode="r"), found, outcomes)
+
+
+def write_utk48_csv(records: list[FaceRecord], path: Path, cache_dir: Path | None = None) -> tuple[int, int]:
+    """The records' faces as the UTK 48x48 grey CSV one seed project used (age, ethnicity, gender,
+    img_name, pixels), aligned by the face pipeline; returns (rows written, faces not found). Ethnicity
+    and gender use UTKFace's codes, so only records with all three labels in UTKFace's taxonomy are written."""
+    from facescope.data.loaders import UTK_GENDERS
+    from facescope import labels
+
+    codes = {gender: code for code, gender in UTK_GENDERS.items()}
+    usable = [r for r in records if r.age_years is not None and r.gender and r.race and r.taxonomy == "utkface5"]
+    aligned = build_crops(usable, 48, cache_dir=cache_dir)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with path.open("w", newline="") as handle:
+        handle.write("age,ethnicity,gender,img_name,pixels\n")
+        for record, crop, found in zip(usable, aligned.images, aligned.found):
+            if not found:
+                continue
+            grey = np.rint(crop.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])).astype(np.uint8)
+            handle.write(f"{int(record.age_years)},{labels.UTKFACE5.index(record.race)},{codes[record.gender]},"
+                         f"{Path(record.source).name},{' '.join(map(str, grey.ravel()))}\n")
+            written += 1
+    return written, len(usable) - written

@@ -325,7 +325,7 @@ class AnnotatedVideo:
 
         from facescope.serving.annotate import annotate_image
 
-        image = np.asarray(annotate_image(rgb, faces, numbers))[: self._stream.height, : self._stream.width]
+        image = np.asarray(annotate_image(rgb, faces, legend=False, numbers=numbers))[: self._stream.height, : self._stream.width]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         self._container.mux(self._stream.encode(frame))
 

@@ -31,7 +31,9 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     splits: str | None = None  # a split manifest to reuse instead of making one
-    balance: str = "none"  # none | sampler | loss: race x gender balancing (bias mitigation)
+    # none | sampler | loss: race x gender groups drawn equally often, or weighed equally in the loss (bias
+    # mitigation); gender: women and men weigh the same in the loss within each data set
+    balance: str = "none"
     augment: bool = True
     label_smoothing: float = 0.1
     age_sigma: float = 2.0  # years: width of the Gaussian age label distribution
@@ -56,8 +58,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
         config = cls(**values)
-        if config.balance not in ("none", "sampler", "loss"):
-            raise ValueError("balance is one of none, sampler, loss")
+        if config.balance not in ("none", "sampler", "loss", "gender"):
+            raise ValueError("balance is one of none, sampler, loss, gender")
         return config
 
     def to_dict(self) -> dict:

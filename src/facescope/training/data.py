@@ -53,6 +53,21 @@ class TrainingData:
             })
         return described
 
+    def gender_weights(self, index: list[int]) -> torch.Tensor:
+        """Per-sample loss weights under which women and men weigh the same within each data set, and
+        each data set keeps its total weight (records without a gender: 1)."""
+        counts = Counter((self.records[i].dataset, self.records[i].gender) for i in index)
+        genders = Counter(dataset for dataset, gender in counts if gender)
+        weights = []
+        for i in index:
+            record = self.records[i]
+            if record.gender is None:
+                weights.append(1.0)
+            else:
+                labelled = sum(n for (d, g), n in counts.items() if d == record.dataset and g)
+                weights.append(labelled / (genders[record.dataset] * counts[(record.dataset, record.gender)]))
+        return torch.tensor(weights)
+
     def sample_weights(self, index: list[int], balance_groups: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per-sample draw weights (mean 1) giving each data set its share of `mix`, times the race x
         gender group weights when given; None where plain shuffling already does (no mix, no balance)."""

@@ -275,7 +275,11 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
         "input_size": input_size, "framing": framing.to_json(), "provenance": data.provenance(),
     }
     sample_weights = data.sample_weights(train_index, group_weights(train_targets.group) if config.balance == "sampler" else None)
-    loss_weights = group_weights(train_targets.group) if config.balance == "loss" else None
+    loss_weights = None
+    if config.balance == "loss":
+        loss_weights = group_weights(train_targets.group)
+    elif config.balance == "gender":
+        loss_weights = data.gender_weights(train_index)
     for state in fit(distributed.wrap(model), optimizer, state, config, train_crops, train_targets, val_crops,
                      val_targets, val_datasets, sample_weights, loss_weights, device):
         if not distributed.is_main():

@@ -72,6 +72,7 @@ async function analyse(file) {
     setStatus(`This photo could not be analysed: ${detail}`, true);
     return;
   }
+  await modelCardLoaded; // the cards quote its per-group figures
   showResult(result, shownAsIs ? photoUrl : result.annotated_image, shownAsIs);
 }
 
@@ -85,18 +86,32 @@ function showResult(result, imageSource, drawBoxes) {
   $("photo-caption").textContent = `${result.path} · ${result.width} × ${result.height} pixels`;
   $("boxes").replaceChildren(...(drawBoxes ? faces.map((face, i) => faceBox(face, i + 1, result)) : []));
   $("face-cards").replaceChildren(...faces.map((face, i) => faceCard(face, i + 1)));
+  $("results-summary").textContent = faces.length
+    ? "How each face appears to the model, with its measured error for faces of that group."
+      + (faces.length > 1 ? " Point at or tap a card to find its face, or a box to find its card." : "")
+    : "";
   $("results").hidden = false;
   setStatus(faces.length
     ? `Found ${faces.length} face${faces.length > 1 ? "s" : ""}, numbered from the largest.`
     : "No face was found in this photo.");
+  // Bring the photo and the first cards into view: on a phone or a short screen they start below the fold.
+  const reduceMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  $("results").scrollIntoView({ behavior: reduceMotion ? "auto" : "smooth", block: "start" });
+}
+
+// A card and its box are one face: pointing at, focusing or tapping either marks both.
+function linkFace(number, on) {
+  $(`box-${number}`)?.classList.toggle("active", on);
+  $(`face-${number}`)?.classList.toggle("active", on);
 }
 
 function faceBox(face, number, result) {
   const [x1, y1, x2, y2] = face.box;
   // Percentages of the photo, so the boxes follow it when it is scaled to fit the page.
-  return element("div", {
+  const box = element("div", {
     class: "face-box",
     id: `box-${number}`,
+    title: `Face ${number}`,
     style: {
       left: `${(100 * x1) / result.width}%`,
       top: `${(100 * y1) / result.height}%`,
@@ -105,6 +120,14 @@ function faceBox(face, number, result) {
       ...colourStyle(number),
     },
   }, element("span", { class: "face-number" }, String(number)));
+  box.addEventListener("mouseenter", () => linkFace(number, true));
+  box.addEventListener("mouseleave", () => linkFace(number, false));
+  box.addEventListener("click", () => {
+    document.querySelectorAll(".face-card.active, .face-box.active").forEach((node) => node.classList.remove("active"));
+    linkFace(number, true);
+    $(`face-${number}`).scrollIntoView({ behavior: "smooth", block: "nearest" });
+  });
+  return box;
 }
 
 function probabilityList(estimate, name) {
@@ -120,28 +143,72 @@ function probabilityList(estimate, name) {
   return element("ul", { class: "probs" }, ...rows);
 }
 
+// Below this probability an estimate reads as a guess: "likely X (39%)", with the runner-up beside it.
+const CONFIDENT = 0.8;
+
+function estimateLine(estimate) {
+  const ranked = Object.entries(estimate.probs).sort((a, b) => b[1] - a[1]);
+  const [[label, p], runnerUp] = ranked;
+  const name = (value) => value.replaceAll("_", " ");
+  if (p >= CONFIDENT) {
+    return element("span", { class: "estimate confident" }, name(label), element("span", { class: "share" }, ` ${percent(p)}`));
+  }
+  return element("span", { class: "estimate uncertain" },
+    `likely ${name(label)} (${percent(p)})`,
+    runnerUp ? element("span", { class: "runner-up" }, `, or ${name(runnerUp[0])} (${percent(runnerUp[1])})`) : "");
+}
+
+// The model's measured error for faces like this one, in words, from the card's per-race figures
+// (the test faces whose labelled race is the one estimated here).
+function groupError(task, race) {
+  const group = modelCard?.evaluation?.by_race?.[race];
+  if (!group) return null;
+  const faces = `${race.replaceAll("_", " ")} test faces (${group.n})`;
+  if (task === "age" && typeof group.age_mae === "number") return `off by ${group.age_mae.toFixed(1)} years on average for ${faces}`;
+  const accuracy = group[`${task}_accuracy`];
+  return typeof accuracy === "number" ? `wrong on ${percent(1 - accuracy)} of ${faces}` : null;
+}
+
+function estimateRow(title, value, note) {
+  return [element("dt", {}, title), element("dd", {}, value, ...(note ? [element("span", { class: "group-error" }, note)] : []))];
+}
+
 function faceCard(face, number) {
   const age = face.age;
+  const race = face.race.label;
+  const years = age.years !== null
+    ? `about ${Math.round(age.years)}${age.years_std !== null ? ` (± ${Math.round(age.years_std)})` : ""}`
+    : null;
+  const summary = element("dl", { class: "estimates" },
+    ...estimateRow("Age", years ?? `${age.bin}`, groupError("age", race)),
+    ...estimateRow("Gender", estimateLine(face.gender), groupError("gender", race)),
+    ...estimateRow("Race", estimateLine(face.race), groupError("race", race)));
   const ageDetails = element("dl", { class: "age" });
-  if (age.years !== null) {
-    const spread = age.years_std !== null ? ` (± ${Math.round(age.years_std)})` : "";
-    ageDetails.append(element("dt", {}, "Years"), element("dd", {}, `about ${Math.round(age.years)}${spread}`));
-  }
+  if (years !== null) ageDetails.append(element("dt", {}, "Years"), element("dd", {}, years));
   ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${age.bin} (${percent(age.bin_probs[age.bin])})`));
 
   const card = element("li", { class: "face-card", id: `face-${number}`, tabindex: "0", style: colourStyle(number) },
     element("h3", {},
       element("span", { class: "face-number" }, String(number)), `Face ${number}`,
-      element("span", { class: "confidence" }, `detector confidence ${percent(face.score)}`)),
-    element("h4", {}, "Age"), ageDetails,
-    element("h4", {}, "Gender (apparent)"), probabilityList(face.gender, "Gender"),
-    element("h4", {}, "Race (apparent)"), probabilityList(face.race, "Race"));
-  // Pointing at or focusing a card highlights its box on the photo.
-  const highlight = (on) => $(`box-${number}`)?.classList.toggle("active", on);
-  card.addEventListener("mouseenter", () => highlight(true));
-  card.addEventListener("mouseleave", () => highlight(false));
-  card.addEventListener("focus", () => highlight(true));
-  card.addEventListener("blur", () => highlight(false));
+      element("span", { class: "confidence" }, `detector ${percent(face.score)}`)),
+    summary,
+    element("details", { class: "all-probs" },
+      element("summary", {}, "All estimates"),
+      element("h4", {}, "Age"), ageDetails,
+      element("h4", {}, "Gender (apparent)"), probabilityList(face.gender, "Gender"),
+      element("h4", {}, "Race (apparent)"), probabilityList(face.race, "Race")));
+  card.addEventListener("mouseenter", () => linkFace(number, true));
+  card.addEventListener("mouseleave", () => linkFace(number, false));
+  card.addEventListener("focus", () => linkFace(number, true));
+  card.addEventListener("blur", () => linkFace(number, false));
+  // A tap on a phone: show which face it is (the photo sits above the cards there).
+  card.addEventListener("click", (event) => {
+    if (event.target.closest("summary")) return;
+    document.querySelectorAll(".face-card.active, .face-box.active").forEach((node) => node.classList.remove("active"));
+    linkFace(number, true);
+    const box = $(`box-${number}`);
+    if (box && box.getBoundingClientRect().bottom < 0) $("photo-figure").scrollIntoView({ behavior: "smooth", block: "start" });
+  });
   return card;
 }
 
@@ -174,46 +241,77 @@ function takeSnapshot() {
   canvas.toBlob((blob) => analyse(new File([blob], "webcam.jpg", { type: "image/jpeg" })), "image/jpeg", 0.92);
 }
 
-// The model card: what the model is for and not for, and its figures per group.
-function formatValue(value) {
-  if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(3);
-  if (value === null || value === undefined) return "–";
-  return String(value);
+// The model card: what the model is for and not for, and how often it is wrong, per group.
+let modelCard = null;
+
+const name = (value) => String(value).replaceAll("_", " ");
+
+function table(columns, rows, numeric = []) {
+  return element("div", { class: "table-wrap" }, element("table", {},
+    element("thead", {}, element("tr", {}, ...columns.map((c, i) => element("th", { scope: "col", class: numeric.includes(i) ? "number" : "" }, c)))),
+    element("tbody", {}, ...rows.map((row) => element("tr", {},
+      ...row.map((value, i) => element(i === 0 ? "th" : "td", i === 0 ? { scope: "row" } : { class: numeric.includes(i) ? "number" : "" }, value ?? "–")))))));
 }
 
-function isScalar(value) {
-  return value === null || typeof value !== "object";
+// The card's own sections, where the model's answer has them: [{title, paragraphs, tables: [{columns, rows}]}].
+function renderSections(sections) {
+  return sections.flatMap((section) => [
+    element("h3", {}, section.title),
+    ...(section.paragraphs || []).map((text) => element("p", {}, text)),
+    ...(section.tables || []).map((t) => table(t.columns, t.rows.map((row) => row.map((v) => (typeof v === "number" ? formatNumber(v) : String(v)))),
+      t.columns.map((_, i) => i).filter((i) => i > 0 && t.rows.every((row) => typeof row[i] === "number")))),
+  ]);
 }
 
-function cell(value, header = false) {
-  return element(header ? "th" : "td", typeof value === "number" ? { class: "number" } : {}, formatValue(value));
+function formatNumber(value) {
+  return Number.isInteger(value) ? value.toLocaleString("en") : value.toFixed(3);
 }
 
-// Nested figures as tables: {group: {metric: value}} is one table with a row per group,
-// {metric: value} a two-column table; anything deeper gets a heading per key.
-function renderFigures(value, depth = 3) {
-  if (isScalar(value)) return element("p", {}, formatValue(value));
-  if (Array.isArray(value)) {
-    return value.every(isScalar)
-      ? element("p", {}, value.map(formatValue).join(", "))
-      : renderFigures(Object.fromEntries(value.entries()), depth);
+// Per-group figures in words a reader can use: how often each estimate is wrong, and by how much the age is off.
+function errorTable(groups) {
+  const rows = Object.entries(groups).map(([group, f]) => [
+    name(group), (f.n ?? 0).toLocaleString("en"),
+    typeof f.gender_accuracy === "number" ? percent(1 - f.gender_accuracy) : null,
+    typeof f.race_accuracy === "number" ? percent(1 - f.race_accuracy) : null,
+    typeof f.age_mae === "number" ? `${f.age_mae.toFixed(1)} y` : null,
+  ]);
+  return table(["Group", "Faces", "Gender wrong", "Race wrong", "Age off by"], rows, [1, 2, 3, 4]);
+}
+
+function renderEvaluation(evaluation) {
+  if (!evaluation || !evaluation.overall) {
+    return [element("p", {}, "This model's card records no evaluation figures yet: its error rates per group are not known.")];
   }
-  const entries = Object.entries(value);
-  if (entries.every(([, v]) => isScalar(v))) {
-    return element("table", {}, element("tbody", {}, ...entries.map(([k, v]) => element("tr", {}, cell(k, true), cell(v)))));
+  const overall = { "All faces": { n: evaluation.faces, ...evaluation.overall } };
+  const parts = [
+    element("p", {}, `Measured on ${(evaluation.faces ?? 0).toLocaleString("en")} ${evaluation.dataset ?? ""} faces held out from training `
+      + `(the ${evaluation.split ?? "test"} split). "Age off by" is the average error in years.`),
+    errorTable({ ...overall, ...(evaluation.by_race || {}) }),
+  ];
+  if (evaluation.by_race_gender) {
+    parts.push(element("details", {}, element("summary", {}, "By race and gender"), errorTable(evaluation.by_race_gender)));
   }
-  if (entries.every(([, v]) => !isScalar(v) && !Array.isArray(v) && Object.values(v).every(isScalar))) {
-    const columns = [...new Set(entries.flatMap(([, v]) => Object.keys(v)))];
-    return element("table", {},
-      element("thead", {}, element("tr", {}, element("th", {}, ""), ...columns.map((c) => element("th", { scope: "col" }, c)))),
-      element("tbody", {}, ...entries.map(([k, v]) => element("tr", {}, cell(k, true), ...columns.map((c) => cell(v[c]))))));
+  const readings = (evaluation.age_standardised_gaps || []).map((gap) => gap.reading).filter(Boolean);
+  if (readings.length) {
+    parts.push(element("details", {}, element("summary", {}, "Gaps between races at the same ages"),
+      element("ul", {}, ...readings.map((text) => element("li", {}, text)))));
   }
-  const scalars = entries.filter(([, v]) => isScalar(v));
-  const heading = `h${Math.min(depth, 6)}`;
-  return element("div", {},
-    ...(scalars.length ? [renderFigures(Object.fromEntries(scalars), depth)] : []),
-    ...entries.filter(([, v]) => !isScalar(v))
-      .flatMap(([k, v]) => [element(heading, {}, k.replaceAll("_", " ")), renderFigures(v, depth + 1)]));
+  if (evaluation.command) {
+    parts.push(element("p", { class: "small" }, "Reproduce: ", element("code", {}, evaluation.command)));
+  }
+  return parts;
+}
+
+function renderTrainingData(data) {
+  if (!data) return [];
+  const splits = data.splits ? Object.entries(data.splits).map(([k, v]) => `${v.toLocaleString("en")} ${k}`).join(", ") : "";
+  const parts = [element("p", {}, `${data.dataset ?? "Unknown data"}${splits ? `: ${splits} faces` : ""}.`)];
+  const byRace = data.train_by_race;
+  if (byRace) {
+    parts.push(element("p", {}, "Training faces by race: ",
+      Object.entries(byRace).map(([k, v]) => `${name(k)} ${v.toLocaleString("en")}`).join(", "), "."));
+  }
+  return parts;
 }
 
 async function loadModelCard() {
@@ -226,18 +324,26 @@ async function loadModelCard() {
     target.replaceChildren(element("p", {}, `The model card could not be loaded (${error.message}).`));
     return;
   }
-  const evaluated = Object.keys(card.evaluation).length > 0;
+  modelCard = card;
+  const body = Array.isArray(card.sections) && card.sections.length
+    ? renderSections(card.sections)
+    : [
+      element("h3", {}, "Intended use"), element("p", {}, card.intended_use),
+      element("h3", {}, "Must not be used for"), element("ul", {}, ...card.must_not_be_used_for.map((item) => element("li", {}, item))),
+      element("h3", {}, "Licence"), element("p", {}, card.licence),
+      element("h3", { id: "figures-per-group" }, "How often it is wrong, per group"),
+      ...renderEvaluation(card.evaluation),
+      element("h3", {}, "Training data"), ...renderTrainingData(card.training_data),
+    ];
   target.replaceChildren(
     element("p", {}, element("strong", {}, card.name), ` · ${card.backbone} · race labels (${card.race_taxonomy}): `,
-      card.labels.race.map((label) => label.replaceAll("_", " ")).join(", ")),
-    element("h3", {}, "Intended use"), element("p", {}, card.intended_use),
-    element("h3", {}, "Must not be used for"), element("ul", {}, ...card.must_not_be_used_for.map((item) => element("li", {}, item))),
-    element("h3", {}, "Licence"), element("p", {}, card.licence),
-    element("h3", { id: "figures-per-group" }, "Evaluation figures, overall and per group"),
-    evaluated
-      ? element("div", { class: "figures" }, renderFigures(card.evaluation, 4))
-      : element("p", {}, "This model's card records no evaluation figures yet: its error rates per group are not known."),
-    element("h3", {}, "Training data"), element("div", { class: "figures" }, renderFigures(card.training_data, 4)));
+      card.labels.race.map(name).join(", ")),
+    ...body);
+  if (!$("figures-per-group")) {
+    // The notice links here: the card's own section on figures per group, else its first section.
+    const headings = [...target.querySelectorAll("h3")];
+    (headings.find((h) => /group|figure|error/i.test(h.textContent)) ?? headings[0])?.setAttribute("id", "figures-per-group");
+  }
 }
 
 function setUp() {
@@ -262,7 +368,7 @@ function setUp() {
     $("snapshot-button").addEventListener("click", takeSnapshot);
     $("webcam-cancel").addEventListener("click", stopWebcam);
   }
-  loadModelCard();
 }
 
+const modelCardLoaded = loadModelCard();
 setUp();
