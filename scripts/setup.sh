@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up facescope on a fresh machine, idempotently: a virtual environment (.venv) with the pinned
-# install (inference, training and test extras), torchvision's ImageNet MobileNetV2 weights placed in
+# install (inference, training, Ray and test extras), torchvision's ImageNet MobileNetV2 weights placed in
 # its offline cache, and Debian's Chromium for the browser test. Safe to run again: it skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q --upgrade pip
 fi
 # torch and torchvision are pinned in pyproject.toml to the builds this machine kind keeps on disk.
-.venv/bin/python -m pip install -q -e ".[train,test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[train,ray,test]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import facescope, torch, onnxruntime, retinaface" \
   || { echo "setup: the install is incomplete" >&2; exit 1; }
 

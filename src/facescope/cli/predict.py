@@ -30,6 +30,12 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
     json = "json"
     csv = "csv"
+    parquet = "parquet"  # --engine ray only: shards of the csv columns
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 CSV_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
@@ -163,16 +169,17 @@ def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> tupl
 
 
 def predict_command(
-    # readable=False: an unreadable file is one error record, not a usage error refusing the whole run.
-    paths: list[Path] = typer.Argument(..., readable=False, metavar="PHOTO",
-                                       help="image files and/or folders; - reads one photo from stdin"),
+    # Strings, not paths: a stream URL (rtsp://...) is not a path. An unreadable file is one error record.
+    paths: list[str] = typer.Argument(None, metavar="PHOTO", help="image files and/or folders (- reads one photo "
+                                      "from stdin); or one video file, stream URL or webcam index"),
     model: str | None = typer.Option(None, "--model", "-m", metavar="MODEL",
                                      help="installed model name (facescope models) or bundle folder "
                                           "(default: the bundled model)"),
     format: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f", help="jsonl | json | csv; "
-                                        "each streams, one record per file as it is done"),
+                                        "each streams, one record per file as it is done (parquet: --engine ray only)"),
     annotate: Path | None = typer.Option(None, "--annotate", metavar="DIR", help="write each photo with boxes "
-                                         "and labels here (never overwriting: NAME.annotated-2.jpg when taken)"),
+                                         "and labels here (never overwriting: NAME.annotated-2.jpg when taken); "
+                                         "a video: this .mp4 file"),
     aligned: bool = typer.Option(False, "--aligned", help="each image is one aligned face crop (no detection)"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="look into sub-folders"),
     batch_size: int = typer.Option(32, min=1, help="faces per network batch"),
@@ -183,8 +190,17 @@ def predict_command(
     min_face_size: float | None = typer.Option(None, min=0, help="smallest face kept, in px (default 20)"),
     max_faces: int | None = typer.Option(None, min=1, help="most faces analysed per photo, the largest "
                                          "first (default 50); each record says how many were found"),
+    every: int = typer.Option(1, "--every", help="video: process every Nth frame"),
+    fps: float | None = typer.Option(None, "--fps", help="video: process at most this many frames per second"),
+    duration: float | None = typer.Option(None, "--duration", help="video: stop after this many seconds"),
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local | ray: a Ray Data pipeline writing shards "
+                                  "to --output (pip install 'facescope[ray]'; joins RAY_ADDRESS when set)"),
+    output: str | None = typer.Option(None, "--output", "-o", help="--engine ray: folder or URI for the shards"),
+    manifest: str | None = typer.Option(None, "--manifest", help="--engine ray: CSV/Parquet with a path column, "
+                                        "or one path per line (local or a URI)"),
+    workers: int = typer.Option(1, "--workers", help="--engine ray: network actors (detection tasks use the rest of the CPUs)"),
 ) -> None:
-    """Estimate age, gender and race for every face in the given photos.
+    """Estimate age, gender and race for every face in the given photos, or track faces in a video.
 
     Results go to stdout (one JSON object per photo and line, by default); the notice, progress and
     summary go to stderr. Exit status 1 when some file could not be read.
@@ -194,16 +210,36 @@ def predict_command(
       facescope predict group.jpg
       facescope predict photos/ -r --format csv > faces.csv
       facescope predict group.jpg --annotate annotated/ > group.jsonl
+      facescope predict clip.mp4 --every 3 --annotate clip.annotated.mp4 > clip.jsonl
+      facescope predict photos/ --engine ray --output results/
     """
     from facescope.cli import NOTICE
     from facescope.faces.intake import display_name
     from facescope.inference.predictor import INTERNAL_ERROR, Predictor
+    from facescope.inference.video import is_video_source
 
     typer.echo(f"note: {NOTICE}", err=True)
+    paths = paths or []
+    if engine is Engine.ray:
+        from facescope.batch import predict_ray_command
+
+        if output is None or format not in (OutputFormat.jsonl, OutputFormat.parquet):
+            raise typer.BadParameter("--engine ray writes shards: give --output and --format jsonl or parquet")
+        raise typer.Exit(predict_ray_command(paths, manifest, output, model, workers, format.value, aligned,
+                                             recursive, batch_size))
+    if not paths or format is OutputFormat.parquet or manifest or output:
+        raise typer.BadParameter("give photos, folders or a video; --format parquet, --manifest and --output "
+                                 "are for --engine ray")
+    if any(is_video_source(p) for p in paths):
+        from facescope.inference.video import predict_video_command
+
+        if len(paths) > 1 or format is not OutputFormat.jsonl:
+            raise typer.BadParameter("a video, stream or camera is read alone, with --format jsonl")
+        raise typer.Exit(predict_video_command(paths[0], model, every, fps, duration, annotate))
     detection = {"detection_size": detection_size, "score_threshold": score_threshold,
                  "min_face_size": min_face_size, "max_faces": max_faces}
     predictor = Predictor(model, batch_size=batch_size, **{k: v for k, v in detection.items() if v is not None})
-    files, skipped = collect_files(paths, recursive)
+    files, skipped = collect_files([Path(p) for p in paths], recursive)
 
     # Standard input is read here, once, so the photo can be read again to annotate it.
     sources = [sys.stdin.buffer.read() if str(f) == STDIN else f for f in files]

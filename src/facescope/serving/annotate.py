@@ -73,21 +73,24 @@ def _place_labels(draw, faces: list[FaceResult], texts: list[str], font, pad: in
     return placed
 
 
-def annotate_image(rgb_array: np.ndarray, faces: list[FaceResult], legend: bool = True) -> Image.Image:
+def annotate_image(rgb_array: np.ndarray, faces: list[FaceResult], legend: bool = True,
+                   numbers: list[int] | None = None) -> Image.Image:
     """A copy of an HxWx3 uint8 RGB photo with face i's box, its number i and its short label drawn.
 
     When the labels would collide, the boxes carry their numbers only and the labels go to a legend
     strip added below the photo (so the image grows); `legend=False` keeps the photo's size (frames of a
-    video) and leaves the numbers only.
+    video) and leaves the numbers only. `numbers` replaces 1, 2, ... (a video passes track ids, so a
+    person keeps number and colour from frame to frame).
     """
+    numbers = numbers or list(range(1, len(faces) + 1))
     image = Image.fromarray(rgb_array, "RGB")
     draw = ImageDraw.Draw(image)
     short_side = min(image.size)
     line_width = max(2, round(short_side / 250))
     font = ImageFont.load_default(size=max(11, round(short_side / 35)))
     pad = max(2, line_width)
-    texts = [f"{number}: {short_label(face)}" for number, face in enumerate(faces, start=1)]
-    colours = [BOX_COLOURS[index % len(BOX_COLOURS)] for index in range(len(faces))]
+    texts = [f"{number}: {short_label(face)}" for number, face in zip(numbers, faces)]
+    colours = [BOX_COLOURS[(number - 1) % len(BOX_COLOURS)] for number in numbers]
     for face, colour in zip(faces, colours):
         draw.rectangle(tuple(face.box), outline=colour, width=line_width)
 
@@ -100,7 +103,7 @@ def annotate_image(rgb_array: np.ndarray, faces: list[FaceResult], legend: bool 
     # A crowd: numbers on the boxes, sized to the smallest box so they stay inside it.
     smallest = min(min(face.box[2] - face.box[0], face.box[3] - face.box[1]) for face in faces)
     number_font = ImageFont.load_default(size=max(10, min(font.size, round(smallest / 4))))
-    for number, (face, colour) in enumerate(zip(faces, colours), start=1):
+    for number, face, colour in zip(numbers, faces, colours):
         _draw_tag(draw, face.box[0] + line_width, face.box[1] + line_width, str(number), colour, number_font, pad)
     if not legend:
         return image

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from facescope.data.records import FaceRecord
 from facescope.faces.align import CANONICAL, Framing
 from facescope.faces.crops import build_crops
 from facescope.model.network import BACKBONES, MultiTaskNet, to_network_input
+from facescope.training import distributed
 from facescope.training.augment import augment_batch
 from facescope.training.checkpoints import load_checkpoint, load_trained_model, read_state, save_checkpoint, start_from
 from facescope.training.config import TrainConfig
@@ -76,7 +78,8 @@ def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: T
 
     def mean(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         w = mask.float() if weights is None else mask.float() * weights
-        return (per_sample * w).sum() / w.sum().clamp(min=1e-6)
+        # The global batch's denominator: under DDP the averaged gradients are the single-process ones.
+        return (per_sample * w).sum() / distributed.global_denominator(w.sum()).clamp(min=1e-6)
 
     for task in ("gender", "race"):
         target = getattr(targets, task)
@@ -185,10 +188,6 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _autocast(device: str):
     """Mixed precision (bfloat16) on a GPU; full precision on the CPU, where it would be slower."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
@@ -213,34 +212,42 @@ def training_crops(data: TrainingData, split: str, size: int, framing: Framing,
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train per `config` into its run folder; returns the exported bundle's folder."""
+    """Train per `config` into its run folder; returns the exported bundle's folder. Under torchrun,
+    one process of several (training.distributed); rank 0 writes."""
     run = RunFolder(config.output)
-    run.root.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run.log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("facescope").addHandler(handler)
-    logging.getLogger("facescope").setLevel(logging.INFO)
-    try:
-        return _train(config, run, resume)
-    finally:
-        logging.getLogger("facescope").removeHandler(handler)
+    with distributed.session():
+        if not distributed.is_main():
+            logging.getLogger("facescope").setLevel(logging.WARNING)
+            return _train(config, run, resume)
+        run.root.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(run.log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("facescope").addHandler(handler)
+        logging.getLogger("facescope").setLevel(logging.INFO)
+        try:
+            return _train(config, run, resume)
+        finally:
+            logging.getLogger("facescope").removeHandler(handler)
 
 
 def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
-    run.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if distributed.is_main():
+        run.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     torch.manual_seed(config.seed)
 
-    # Step 1, data: the records and their splits.
-    data = prepare_data(config, run.splits)
-    input_size = config.input_size or BACKBONES[config.backbone].input_size
-    framing = CANONICAL.zoomed(config.framing_zoom)
+    # Step 1, data: the records and their splits (step 2 too: rank 0 writes them, the others read them).
+    with distributed.main_first():
+        # Only rank 0 writes the run's split manifest; the others make the same splits and discard theirs.
+        data = prepare_data(config, run.splits if distributed.is_main() else Path(os.devnull))
+        input_size = config.input_size or BACKBONES[config.backbone].input_size
+        framing = CANONICAL.zoomed(config.framing_zoom)
 
-    # Step 2, crops: each split's faces through the face pipeline (cached).
-    limit = config.max_images
-    train_index, train_crops = training_crops(data, "train", input_size, framing, limit)
-    val_index, val_crops = training_crops(data, "val", input_size, framing, max(32, limit // 4) if limit else None)
+        # Step 2, crops: each split's faces through the face pipeline (cached).
+        limit = config.max_images
+        train_index, train_crops = training_crops(data, "train", input_size, framing, limit)
+        val_index, val_crops = training_crops(data, "val", input_size, framing, max(32, limit // 4) if limit else None)
     train_targets = Targets.from_records([data.records[i] for i in train_index], data.taxonomy)
     val_targets = Targets.from_records([data.records[i] for i in val_index], data.taxonomy)
     val_datasets = np.array([data.records[i].dataset for i in val_index])
@@ -248,7 +255,7 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
              config.data or config.splits, len(train_index), len(val_index), data.taxonomy, data.age_mode, input_size)
 
     # Step 3, model: pretrained backbone and new heads, or a checkpoint's weights.
-    device = _device()
+    device = distributed.device()
     model = MultiTaskNet(config.backbone, data.taxonomy, data.age_mode, pretrained=config.pretrained and not config.init)
     earlier_recipe = start_from(model, Path(config.init)).get("recipe", []) if config.init and not resume else []
     model = model.to(device, memory_format=torch.channels_last)
@@ -273,8 +280,10 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
         loss_weights = group_weights(train_targets.group)
     elif config.balance == "gender":
         loss_weights = data.gender_weights(train_index)
-    for state in fit(model, optimizer, state, config, train_crops, train_targets, val_crops, val_targets, val_datasets,
-                     sample_weights, loss_weights, device):
+    for state in fit(distributed.wrap(model), optimizer, state, config, train_crops, train_targets, val_crops,
+                     val_targets, val_datasets, sample_weights, loss_weights, device):
+        if not distributed.is_main():
+            continue
         stage = recipe_stage(config, state, init=config.init)
         checkpoint = dict(state, **common, recipe=earlier_recipe + [stage])
         if state["best_epoch"] == state["epoch"]:
@@ -282,6 +291,8 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
         save_checkpoint(run.last, model, optimizer, checkpoint)
         run.history.write_text(json.dumps(state["history"], indent=2))
         plot_curves(state["history"], run.curves)
+    if not distributed.is_main():
+        return run.bundle
     if not run.best.with_suffix(".json").exists():
         raise RuntimeError(f"{run.root}: no epoch was trained (epochs={config.epochs})")
     best = read_state(run.best)
@@ -342,7 +353,7 @@ def fit(model: MultiTaskNet, optimizer: torch.optim.Optimizer, state: dict, conf
             order = rng.permutation(len(crops))
         sums: dict[str, float] = {}
         progress = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}" + (" (heads)" if frozen else ""),
-                        unit="batch")
+                        unit="batch", disable=not distributed.is_main())
         started = time.time()
         for step in progress:
             # Sorted: the memory-mapped crops are read in file order.
@@ -350,13 +361,16 @@ def fit(model: MultiTaskNet, optimizer: torch.optim.Optimizer, state: dict, conf
             images = _to_images(crops, index)
             if config.augment:
                 images = augment_batch(images, torch.Generator().manual_seed(config.seed * 100_003 + state["step"]))
+            # Under torchrun, this process's slice of the global batch (augmented whole: the same draws).
+            mine = distributed.shard(len(index))
+            images, index = images[mine], index[mine]
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(state["step"], total_steps, warmup_steps, config.lr) * group["lr_scale"]
             weights = loss_weights[torch.from_numpy(index)].to(device) if loss_weights is not None else None
             loss, parts = training_step(model, optimizer, network_input(model, images, device),
                                         targets.take(torch.from_numpy(index), device), config, weights)
             state["step"] += 1
-            for key, value in dict(parts, loss=loss).items():
+            for key, value in distributed.average(dict(parts, loss=loss)).items():
                 sums[key] = sums.get(key, 0.0) + value
             progress.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}")
         model.features.requires_grad_(True)
@@ -365,7 +379,8 @@ def fit(model: MultiTaskNet, optimizer: torch.optim.Optimizer, state: dict, conf
                   "train_loss": sums["loss"] / steps_per_epoch, **{f"val_{k}": v for k, v in val.items()}}
         state["history"].append(record)
         log.info("epoch %d: %s", epoch, json.dumps({k: round(v, 4) for k, v in record.items()}))
-        print(json.dumps({k: round(v, 4) for k, v in record.items()}), flush=True)
+        if distributed.is_main():
+            print(json.dumps({k: round(v, 4) for k, v in record.items()}), flush=True)
         state["epoch"] = epoch
         if val["loss"] < state["best_score"]:
             state["best_score"], state["best_epoch"] = val["loss"], epoch
