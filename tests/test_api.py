@@ -70,7 +70,8 @@ def check_probabilities(probs: dict[str, float], expected_labels) -> None:
 
 
 def check_face(face: dict, width: int, height: int, race_labels) -> None:
-    assert set(face) == {"box", "score", "landmarks", "age", "gender", "race"}
+    assert set(face) == {"box", "score", "landmarks", "age", "gender", "race", "by_model"}
+    assert face["by_model"] == {}  # one model: no further estimates
     x1, y1, x2, y2 = face["box"]
     assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
     assert 0.0 < face["score"] <= 1.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from facescope.model.bundle import read_bundle_info
+from facescope.bundles import read_bundle_info
 from facescope.model.card import card_sections, render_model_card
 
 MITCHELL_SECTIONS = ["Model details", "Intended use", "Factors", "Metrics", "Decision thresholds",
@@ -22,15 +22,16 @@ def _with_evaluation_elsewhere(info):
     return dataclasses.replace(info, evaluation={**info.evaluation, "other_datasets": {"aaf": other}})
 
 
-def test_card_has_every_section_and_readable_numbers(bundle_dir):
-    info = _with_evaluation_elsewhere(read_bundle_info(bundle_dir))
+def test_card_has_every_section_and_readable_numbers():
+    # The packaged UTKFace-only model: its recipe has a learning rate of 0.0005, and AAF is not its data.
+    info = _with_evaluation_elsewhere(read_bundle_info("utkface-mobilenetv2"))
     card = render_model_card(info)
     headings = re.findall(r"^## (.+)$", card, re.MULTILINE)
     for section in MITCHELL_SECTIONS:
         assert section in headings, section
     assert "Quantitative analyses on aaf" in headings  # every data set evaluated, not only the source
     assert "aaf: 500 faces, all split (another source than the training data)" in card
-    assert "Female is the positive class" in card and "arg-max" in card and "score is at least 0.8" in card
+    assert "Female is the positive class" in card and "arg-max" in card and "score is at least 0.7" in card
     assert "binary" in card and "apparent race" in card
     # A learning rate of 0.0005 keeps its digit; no Python dict or tuple is printed.
     assert "| 0.0005 |" in card

@@ -136,7 +136,8 @@ def test_train_checkpoint_resume_export_round_trip(utkface_dir, tmp_path, monkey
     recipe = tuned_info.training_data["recipe"]
     assert [(stage["input_size"], stage["epochs_run"]) for stage in recipe] == [(64, 3), (80, 1)]
     assert recipe[1]["start"] == f"weights of {run / 'checkpoints' / 'best'}"
-    assert "1. mobilenet_v2 at 64 px" in (tuned / "bundle" / "MODEL_CARD.md").read_text()
+    card = (tuned / "bundle" / "MODEL_CARD.md").read_text()
+    assert "| 1 | mobilenet_v2 | 64 px |" in card and "| 2 | mobilenet_v2 | 80 px |" in card
     # A checkpoint of another design is refused rather than half-loaded.
     with pytest.raises(ValueError, match="init checkpoint"):
         train(TrainConfig(data=str(utkface_dir), output=str(tmp_path / "other"), backbone="small_cnn", epochs=1,

@@ -59,7 +59,7 @@ def list_inputs(paths: Iterable[str] = (), manifest: str | None = None, recursiv
     names: list[str] = []
     for path in paths:
         if not _is_uri(path):
-            names += [str(p) for p in collect_files([Path(path)], recursive)]
+            names += [str(p) for p in collect_files([Path(path)], recursive)[0]]
             continue
         filesystem, inner = _filesystem(path)
         from pyarrow import fs
@@ -146,8 +146,8 @@ def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: boo
             if result.error and isinstance(source, bytes):  # the reader named the bytes "upload"
                 result.error = result.error.replace("upload", str(name), 1)
         out["result"].append(result.model_dump_json())
-        out["detections"].append(json.dumps([[list(map(float, f.box)), float(f.score), np.asarray(f.landmarks).tolist()]
-                                             for f in detections]))
+        out["detections"].append(json.dumps([[list(map(float, box)), float(score), np.asarray(marks).tolist()]
+                                             for box, score, marks in detections]))
         out["crops"].append(np.stack([c for per_model in crops for c in per_model]).tobytes() if crops else b"")
     return out
 
@@ -159,15 +159,12 @@ class NetworkActor:
         self.predictor = _predictor(bundle)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from facescope.faces.pipeline import AlignedFace
-
         size = self.predictor.input_size
         pending = []
         for result, detections, crops in zip(batch["result"], batch["detections"], batch["crops"]):
             crops = np.frombuffer(crops, np.uint8).reshape(-1, size, size, 3)
-            faces = [AlignedFace(tuple(box), score, np.array(marks), crop)
-                     for (box, score, marks), crop in zip(json.loads(detections), crops)]
-            pending.append((ImageResult.model_validate_json(result), faces, [[f.crop] for f in faces]))
+            faces = [(tuple(box), score, np.array(marks)) for box, score, marks in json.loads(detections)]
+            pending.append((ImageResult.model_validate_json(result), faces, [[crop] for crop in crops]))
         results = list(self.predictor._flush(pending))
         return {"path": [r.path for r in results], "record": [r.model_dump_json() for r in results]}
 
