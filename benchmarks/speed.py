@@ -95,7 +95,7 @@ def time_facescope(records: list[FaceRecord], model: str, threads: int) -> dict:
         "crops": {
             "seconds": crop_seconds,
             "images_per_second": len(paths) / crop_seconds,
-            "predictions": [{"gender": gender.label, "age": age.years} for age, gender, _race in crop_estimates],
+            "predictions": [{"gender": e.gender.label, "age": e.age.years} for e in crop_estimates],
         },
         "first_prediction": cold_start(model, threads, paths[0]),
     }
