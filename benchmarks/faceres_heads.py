@@ -19,7 +19,6 @@ Last, it times one forward of a batch of 64 at 224 px (median of 3) in each memo
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from facescope.data.loaders import load_utkface
 from facescope.faces import FaceDetector, align_face, read_image
 from facescope.faces.align import resize_crop
 from facescope.model.faceres import FACERES_INPUT, age_from_probabilities, expected_age, load_faceres, to_faceres_input
+from facescope.paths import data_root
 
 SIZE = FACERES_INPUT.size
 FRAMINGS = ("utkface-crop", "aligned", "centre-90", "centre-80", "detector-box")
@@ -95,7 +95,7 @@ def heads(network, crops: np.ndarray, convention: str, batch: int = 64) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="number of UTKFace crops")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FACESCOPE_DATA", "../shared/data")) / "utkface")
+    parser.add_argument("--data", type=Path, default=data_root() / "utkface")
     parser.add_argument("--weights", type=Path, default=None, help="folder with faceres-deep.json (default: the cache)")
     parser.add_argument("--convention", choices=list(CONVENTIONS), default="bgr-minus-mean",
                         help="input convention (default: FACERES_INPUT's; the others are wrong, for comparison)")

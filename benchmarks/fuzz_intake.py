@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import sys
 import time
 import traceback
@@ -29,8 +28,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facescope.faces import FaceDetector, ImageReadError, read_photo
+from facescope.paths import data_root
 
-DATA = Path(os.environ.get("FACESCOPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "utkface"
+DATA = data_root() / "utkface"
 
 
 def seeds() -> list[bytes]:

@@ -32,7 +32,9 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 
-DEFAULT_DATA = Path(os.environ.get("FACESCOPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "utkface"
+from facescope.paths import data_root
+
+DEFAULT_DATA = data_root() / "utkface"
 # Distinct photos sent in turn: enough that no single photo dominates the figures.
 DISTINCT_PHOTOS = 64
 

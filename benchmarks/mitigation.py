@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 
 from facescope.bundles import read_bundle_info
 from facescope.training.config import TrainConfig
 from facescope.training.train import train
+from facescope.paths import data_root
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("FACESCOPE_DATA", REPO.parent / "shared" / "data")) / "utkface"
+DATA = data_root() / "utkface"
 FIGURES = ("gender_accuracy", "race_accuracy", "age_mae")
 
 

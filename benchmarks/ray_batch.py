@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from facescope.paths import data_root
+
 
 def cli_records(folder: Path) -> tuple[dict[str, dict], float]:
     command = [sys.executable, "-c", "import sys; from facescope.cli import main; sys.argv[0] = 'facescope'; main()",
@@ -45,7 +47,7 @@ def main() -> None:
 
     from facescope.batch import predict_to_shards
 
-    data = Path(os.environ.get("FACESCOPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "utkface"
+    data = data_root() / "utkface"
     files = random.Random(args.seed).sample(sorted(data.iterdir()), args.photos)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary) / "photos"

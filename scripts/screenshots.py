@@ -13,7 +13,6 @@ The PNGs are reduced to a 256-colour palette to keep them small.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import tempfile
 import threading
@@ -23,8 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from facescope.paths import data_root
+
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("FACESCOPE_DATA", REPO.parent / "shared" / "data")) / "utkface"
+DATA = data_root() / "utkface"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from facescope.paths import data_root
+
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("FACESCOPE_DATA", REPO.parent / "shared" / "data")) / "utkface"
+DATA = data_root() / "utkface"
 
 
 @pytest.fixture(scope="session")

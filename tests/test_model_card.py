@@ -7,7 +7,7 @@ import dataclasses
 import re
 
 from facescope.bundles import read_bundle_info
-from facescope.model.card import card_sections, render_model_card
+from facescope.bundles.card import card_sections, render_model_card
 
 MITCHELL_SECTIONS = ["Model details", "Intended use", "Factors", "Metrics", "Decision thresholds",
                      "Evaluation data", "Training data", "Quantitative analyses", "Ethical considerations",

@@ -19,7 +19,7 @@ from facescope.evaluation.uncertainty import N_BOOT
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import Estimates
 from facescope.bundles import read_bundle_info, resolve_bundle
-from facescope.model.card import write_model_card
+from facescope.bundles.card import write_model_card
 from facescope.faces.crops import build_crops
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from facescope import labels
 from facescope.faces import ImageReadError, read_image
-from facescope.model.card import card_json
+from facescope.bundles.card import card_json
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
 from facescope.serving.annotate import annotate_image
@@ -92,7 +92,7 @@ class ModelCard(BaseModel):
     )
     card: dict[str, Any] = Field(
         description='the model card, section by section: {"sections": [{"title", "paragraphs", "tables": '
-                    '[{"columns", "rows"}]}]} (facescope.model.card.card_json)'
+                    '[{"columns", "rows"}]}]} (facescope.bundles.card.card_json)'
     )
 
 
