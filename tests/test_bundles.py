@@ -111,3 +111,18 @@ def test_models_are_found_by_name_and_several_run_on_one_detection_pass(good_bun
     assert faces[0].gender == Predictor("default").predict(photo)[0].gender
     tiny_alone = alone.predict(photo)[0]
     assert faces[0].by_model[alone.info.name].gender.probs == pytest.approx(tiny_alone.gender.probs, abs=1e-4)
+
+
+@pytest.mark.parametrize("verb", ["predict", "serve"])
+def test_the_cli_refuses_a_lying_bundle_in_one_line(good_bundle, tmp_path, utkface_files, verb):
+    import subprocess
+    import sys
+
+    folder = _lying_copy(good_bundle, tmp_path, lambda i: i["input"].update(size=64))
+    args = [str(utkface_files[0]), "--model", str(folder)] if verb == "predict" else ["--model", str(folder), "--port", "0"]
+    done = subprocess.run([sys.executable, "-m", "facescope", verb, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2  # serve never starts; predict reads nothing
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {folder / 'model.onnx'}: input 'images' is ['batch', 3, 48, 48], but model.json "
+                      "declares N x 3 x 64 x 64"]
+    assert "Traceback" not in done.stderr and done.stdout == ""

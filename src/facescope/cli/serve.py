@@ -53,7 +53,7 @@ def serve_command(
     """
     import uvicorn
 
-    from facescope.bundles import read_bundle_info
+    from facescope.bundles import load_bundle, resolve_bundle
     from facescope.serving.security import is_loopback
     from facescope.serving.settings import Settings
 
@@ -68,7 +68,8 @@ def serve_command(
     # reads them from the environment (a worker process cannot be handed Python objects).
     os.environ.update({f"FACESCOPE_{name.upper()}": str(value) for name, value in flags.items() if value is not None})
     settings = Settings()  # checks every value, from flags and variables alike, before anything starts
-    info = read_bundle_info(settings.model)  # a wrong --model fails here, before any worker starts
+    # A wrong --model or a bundle whose JSON and graph disagree fails here, in one line, before any worker starts.
+    info = load_bundle(resolve_bundle(settings.model)).info
     typer.echo(f"model {info.name} ({info.backbone}, race labels: {', '.join(info.race_labels)})")
     typer.echo(f"intended use: {info.intended_use}")
     typer.echo("must not be used for:\n" + "\n".join(f"  - {item}" for item in info.must_not_be_used_for))
