@@ -368,8 +368,23 @@ def track_video(
     if annotate is not None:
         out_fps = fps or (reader.fps or 30.0) / every
         writer = AnnotatedVideo(annotate, out_fps, reader.width, reader.height)
+    # Ctrl-C sets a flag the loop checks after each frame, rather than raising KeyboardInterrupt wherever the
+    # main thread happens to be: an interrupt raised inside a library call can be lost there (a live run
+    # then never stops), and one raised mid-frame would leave its records half-written.
+    stop = threading.Event()
+
+    def on_ctrl_c(*_) -> None:
+        if stop.is_set():  # pressed again: the source may have stalled, so no frame would see the flag
+            raise KeyboardInterrupt
+        stop.set()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if main_thread else None
     try:
         for frame in reader:
+            if stop.is_set():
+                run.interrupted = True
+                break
             if duration is not None and frame.time >= duration:
                 break
             # Live: from capture, waiting included (what a viewer sees). File: from the start of work on the
@@ -397,8 +412,9 @@ def track_video(
     except KeyboardInterrupt:
         run.interrupted = True
     finally:
-        # Ctrl-C again while closing would lose the summaries and leave the video unreadable: ignored.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
+        # Closing with the default handler back would let one more Ctrl-C lose the summaries or the video's end.
+        if previous is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             reader.close()
             for track_id in sorted(pools):
