@@ -13,6 +13,16 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = data_root() / "utkface"
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ imported as a module, so tests can check its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def utkface_dir() -> Path:
     if not DATA.is_dir():

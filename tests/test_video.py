@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,18 +16,15 @@ from typer.testing import CliRunner
 from facescope.cli import app
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
 from facescope.inference.video import FrameSampler, TrackPool, is_live, is_video_source
+from tests.conftest import load_benchmark
 
 FPS, FRAMES, ENTERS = 10, 30, 10
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "video_latency.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
     """benchmarks/video_latency.py: the clip maker and the loopback MJPEG stream."""
-    spec = importlib.util.spec_from_file_location("video_latency_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("video_latency")
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,11 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from facescope.data.loaders import FORMATS
+from facescope import labels
+from facescope.data.loaders import FORMATS, UTK_GENDERS
 from facescope.data.records import FaceRecord
 from facescope.faces.align import CANONICAL, Framing
-from facescope.faces.detect import FaceDetector
+from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD, FaceDetector
 from facescope.faces.intake import ImageReadError, read_image
 from facescope.faces.pipeline import find_faces
 from facescope.paths import cache_dir as default_cache_dir
@@ -79,8 +80,10 @@ def build_crops(records: list[FaceRecord], size: int, framing: Framing = CANONIC
                 workers: int = 2) -> AlignedCrops:
     """Aligned crops for `records`, from the cache where it has them. An image that cannot be read, or
     whose labelled face is not found, is logged, counted and marked in `found`, never learned from."""
+    detector = [DETECTION_SIZE, SCORE_THRESHOLD, MIN_FACE_SIZE]  # the settings record_crop's detector uses
     key = hashlib.sha256(json.dumps(
-        [[(r.source, r.dataset, r.box) for r in records], size, framing.to_json(), [face_rule(r) for r in records]]
+        [[(r.source, r.dataset, r.box) for r in records], size, framing.to_json(), [face_rule(r) for r in records],
+         detector]
     ).encode()).hexdigest()[:16]
     cache = Path(cache_dir or default_cache_dir()) / f"crops-{size}-{key}"
     if all((cache / name).exists() for name in ("crops.npy", "found.npy", "outcomes.json")):
@@ -111,9 +114,6 @@ def write_utk48_csv(records: list[FaceRecord], path: Path, cache_dir: Path | Non
     """The records' faces as the UTK 48x48 grey CSV one seed project used (age, ethnicity, gender,
     img_name, pixels), aligned by the face pipeline; returns (rows written, faces not found). Ethnicity
     and gender use UTKFace's codes, so only records with all three labels in UTKFace's taxonomy are written."""
-    from facescope.data.loaders import UTK_GENDERS
-    from facescope import labels
-
     codes = {gender: code for code, gender in UTK_GENDERS.items()}
     usable = [r for r in records if r.age_years is not None and r.gender and r.race and r.taxonomy == "utkface5"]
     aligned = build_crops(usable, 48, cache_dir=cache_dir)

@@ -35,7 +35,7 @@ def find_faces(image: np.ndarray, size: int, framing: Framing = CANONICAL, rule:
                max_faces: int | None = None, **detection) -> tuple[list[AlignedFace], int]:
     """(faces, how many were found): the faces of an RGB uint8 image chosen by `rule` (or the detected face
     that overlaps `box` most), at most `max_faces`, aligned to `framing` at size x size px. `detection`:
-    the detector's per-call options (detection_size, score_threshold, min_face_size)."""
+    FaceDetector.detect's per-call options (max_side, score_threshold, min_face_size)."""
     if rule not in FACE_RULES:
         raise ValueError(f"unknown face rule {rule!r}; known: {FACE_RULES}")
     height, width = image.shape[:2]
@@ -45,8 +45,6 @@ def find_faces(image: np.ndarray, size: int, framing: Framing = CANONICAL, rule:
                             align_face(image, landmarks, size, framing))], 1
     if detector is None:
         raise ValueError(f"face rule {rule!r} needs a detector")
-    if "detection_size" in detection:
-        detection["max_side"] = detection.pop("detection_size")
     faces = detector.detect(image, **detection)
     found = len(faces)
     if box is not None:

@@ -178,7 +178,7 @@ class Predictor:
         faces, found = find_faces(
             photo.pixels, first.input_size, first.framing, "aligned" if aligned else "all",
             None if aligned else self.detector, max_faces=detection.get("max_faces") or self.max_faces,
-            detection_size=detection.get("detection_size") or self.detection_size,
+            max_side=detection.get("detection_size") or self.detection_size,
             score_threshold=detection.get("score_threshold", self.score_threshold),
             min_face_size=detection.get("min_face_size", self.min_face_size),
         )

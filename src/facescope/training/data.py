@@ -57,16 +57,15 @@ class TrainingData:
         """Per-sample loss weights under which women and men weigh the same within each data set, and
         each data set keeps its total weight (records without a gender: 1)."""
         counts = Counter((self.records[i].dataset, self.records[i].gender) for i in index)
-        genders = Counter(dataset for dataset, gender in counts if gender)
-        weights = []
-        for i in index:
-            record = self.records[i]
-            if record.gender is None:
-                weights.append(1.0)
-            else:
-                labelled = sum(n for (d, g), n in counts.items() if d == record.dataset and g)
-                weights.append(labelled / (genders[record.dataset] * counts[(record.dataset, record.gender)]))
-        return torch.tensor(weights)
+        labelled, genders = Counter(), Counter()
+        for (dataset, gender), n in counts.items():
+            if gender:
+                labelled[dataset] += n
+                genders[dataset] += 1
+        return torch.tensor([
+            1.0 if r.gender is None else labelled[r.dataset] / (genders[r.dataset] * counts[(r.dataset, r.gender)])
+            for r in (self.records[i] for i in index)
+        ])
 
     def sample_weights(self, index: list[int], balance_groups: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per-sample draw weights (mean 1) giving each data set its share of `mix`, times the race x
