@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 
 import numpy as np
+import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -126,3 +128,29 @@ def test_the_cli_refuses_a_lying_bundle_in_one_line(good_bundle, tmp_path, utkfa
     assert errors == [f"error: {folder / 'model.onnx'}: input 'images' is ['batch', 3, 48, 48], but model.json "
                       "declares N x 3 x 64 x 64"]
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_an_int8_bundle_keeps_the_float_bundles_answers_on_real_faces(tmp_path, utkface_files):
+    # The shipped model's path: FaceRes, its convolutions quantized with ranges from real face crops.
+    torch.manual_seed(0)
+    model = MultiTaskNet("faceres", "utkface5", "years", pretrained=True).eval()
+    for head in (model.gender_head, model.race_head):
+        torch.nn.init.normal_(head.weight, std=0.02)
+    crops = np.stack([resize_crop(read_image(path), 64) for path in utkface_files[:48]])
+    float_bundle = load_bundle(export_bundle(model, tmp_path / "float", _checkpoint_state(64)))
+    int8_bundle = load_bundle(export_bundle(model, tmp_path / "int8", _checkpoint_state(64),
+                                            calibration_crops=crops[:32]))
+    assert int8_bundle.info.quantization["weights"] == "int8" and not float_bundle.info.quantization
+    assert int8_bundle.info.quantization["calibration_crops"] == 32
+    graph_ops = Counter(node.op_type for node in onnx.load(tmp_path / "int8" / "model.onnx").graph.node)
+    assert graph_ops["QLinearConv"] == 27 and graph_ops["Conv"] == 0  # every convolution, none left in float
+    # Activations stay int8 from the first convolution to the last (ReLU6 and padding included): one
+    # conversion in, one out before the pooling. Float ops between convolutions cost the speed int8 buys.
+    assert graph_ops["QuantizeLinear"] == 1 and graph_ops["DequantizeLinear"] == 1
+    held_out = crops[32:]  # faces the calibration never saw
+    floats, int8s = float_bundle.run(held_out), int8_bundle.run(held_out)
+    assert float(floats["race"].std(0).max()) > 0.02  # the answers depend on the face
+    for task in ("gender", "race", "age"):
+        assert np.abs(int8s[task] - floats[task]).max() < 0.05, task
+    years = np.arange(floats["age"].shape[1])
+    assert np.abs(int8s["age"] @ years - floats["age"] @ years).max() < 2.0

@@ -276,3 +276,14 @@ def test_evaluate_command_writes_the_report_and_the_bundle_section(utkface_dir, 
     assert (f"| gender accuracy | {100 * section['overall']['gender_accuracy']:.1f}% "
             f"({100 * low:.1f}% – {100 * high:.1f}%) |") in card
     assert all("/" in group for group in section["by_race_gender"])
+
+
+def test_faces_without_a_race_label_count_overall_but_in_no_race_group():
+    # A split of several data sets: UTKFace faces have races, LFW faces only a gender.
+    with_race = crafted_table()
+    without_race = with_race.head(4).assign(race=None, pred_race="White", age_years=np.nan, age_bin=None)
+    result = evaluate(pd.concat([with_race, without_race], ignore_index=True), min_group_size=3, n_boot=50)
+    assert result.overall["n"] == 16
+    race_groups = result.by_group[result.by_group["grouping"] == "race"]
+    assert set(race_groups["group"]) == {"White", "Black"} and race_groups["n"].sum() == 12
+    assert {"White", "Black"} <= set(result.intervals[result.intervals["grouping"] == "race"]["group"])

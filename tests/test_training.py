@@ -10,10 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from safetensors.torch import load_file  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from facescope.cli import app  # noqa: E402
 
 from facescope.data import load_dataset  # noqa: E402
 from facescope.inference.predictor import Predictor  # noqa: E402
 from facescope.bundles import read_bundle_info  # noqa: E402
+from facescope.bundles.card import render_model_card  # noqa: E402
 from facescope.model.export import export_bundle  # noqa: E402
 from facescope.model.network import MultiTaskNet, ProbabilityNet, to_network_input  # noqa: E402
 from facescope.training.augment import augment_batch  # noqa: E402
@@ -115,6 +119,25 @@ def test_train_checkpoint_resume_export_round_trip(utkface_dir, tmp_path, monkey
             np.testing.assert_allclose(list(estimate.race.probs.values()), r.numpy(), atol=1e-3)
             expected_years = float((a * torch.arange(101)).sum())
             assert abs(estimate.age.years - expected_years) < 0.05
+
+    # `export --int8` calibrates on crops of the run's own training split (its splits.csv), and says so.
+    int8 = tmp_path / "int8"
+    exported = CliRunner().invoke(app, ["export", str(run / "checkpoints" / "best"), "-o", str(int8), "--int8",
+                                        "--calibration-crops", "12"])
+    assert exported.exit_code == 0, exported.output
+    quantization = read_bundle_info(int8).quantization
+    assert quantization["weights"] == "int8" and quantization["calibration_crops"] == 12
+    assert "| precision | int8: onnxruntime static quantization" in render_model_card(read_bundle_info(int8))
+    int8_gender = np.array([list(e.gender.probs.values()) for e in Predictor(int8).estimate_crops(np.asarray(crops))])
+    float_gender = np.array([list(e.gender.probs.values()) for e in Predictor(run / "bundle").estimate_crops(np.asarray(crops))])
+    assert np.abs(int8_gender - float_gender).max() < 0.1
+    no_splits = tmp_path / "copied"
+    (no_splits / "checkpoints").mkdir(parents=True)
+    for path in (run / "checkpoints").glob("best.*"):
+        (no_splits / "checkpoints" / path.name).write_bytes(path.read_bytes())
+    refused = CliRunner().invoke(app, ["export", str(no_splits / "checkpoints" / "best"), "-o", str(tmp_path / "x"),
+                                       "--int8"])
+    assert refused.exit_code == 2 and "splits.csv is missing" in refused.output
 
     # Another run can start from these weights at a larger input size (progressive resizing): with a
     # vanishing learning rate, its convolution weights are still the checkpoint's.

@@ -142,7 +142,7 @@ def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: boo
         except ImageReadError as error:
             result, detections, crops = ImageResult(path=str(name), error=str(error)), [], []
         else:
-            result, detections, crops = predictor._prepare(source, str(name), aligned, "RGB", {})
+            result, detections, crops = predictor.prepare_photo(source, str(name), aligned)
             if result.error and isinstance(source, bytes):  # the reader named the bytes "upload"
                 result.error = result.error.replace("upload", str(name), 1)
         out["result"].append(result.model_dump_json())
@@ -165,7 +165,7 @@ class NetworkActor:
             crops = np.frombuffer(crops, np.uint8).reshape(-1, size, size, 3)
             faces = [(tuple(box), score, np.array(marks)) for box, score, marks in json.loads(detections)]
             pending.append((ImageResult.model_validate_json(result), faces, [[crop] for crop in crops]))
-        results = list(self.predictor._flush(pending))
+        results = list(self.predictor.estimate_photos(pending))
         return {"path": [r.path for r in results], "record": [r.model_dump_json() for r in results]}
 
 

@@ -155,6 +155,7 @@ def card_document(info: BundleInfo) -> Document:
             ["model type", f"{info.backbone} convolutional network, three heads: gender (Female, Male), race "
                            f"({info.race_taxonomy}: {', '.join(info.race_labels)}), age; {info.input_size} px "
                            "aligned face crops, run by onnxruntime"],
+            ["precision", _precision(info)],
             ["outputs", f"probabilities for each gender and race label, and {age_output}"],
             ["training", f"{len(recipe)} stage(s), supervised, cross-entropy per head; see Training data"
                          if recipe else "see Training data"],
@@ -259,6 +260,16 @@ def card_document(info: BundleInfo) -> Document:
 def card_json(info: BundleInfo) -> dict:
     """GET /api/v1/model's `card` field: {"sections": card_sections(info)}."""
     return {"sections": card_sections(info)}
+
+
+def _precision(info: BundleInfo) -> str:
+    quantization = info.quantization
+    passes = "; each face and its mirror image, outputs averaged" if info.test_time_mirror else ""
+    if not quantization:
+        return f"float32{passes}"
+    return (f"{quantization['weights']}: {quantization['method']}; activation ranges: the "
+            f"{quantization['calibration']} on {quantization['calibration_crops']} crops of the training split"
+            f"{passes}")
 
 
 def card_sections(info: BundleInfo) -> list[dict]:

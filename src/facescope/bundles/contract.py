@@ -90,6 +90,7 @@ class BundleInfo:
     training_data: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
     test_time_mirror: bool = False  # outputs averaged over the crop and its mirror image, inside the graph
+    quantization: dict = field(default_factory=dict)  # empty: float32 weights; else how it was made int8
     intended_use: str = INTENDED_USE
     must_not_be_used_for: tuple[str, ...] = MUST_NOT_BE_USED_FOR
     limitations: tuple[str, ...] = ()

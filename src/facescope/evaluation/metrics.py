@@ -311,13 +311,19 @@ def age_standardised(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE) 
                            pd.DataFrame(gaps, columns=["metric", "races", "raw_gap", "standardised_gap", "reading"]))
 
 
+def group_keys(table: pd.DataFrame, columns) -> pd.Series:
+    """Each row's group name under a grouping's columns ("White / Female"); a missing label is empty
+    (pandas keeps a missing value missing through astype(str), which a join cannot take)."""
+    return table[list(columns)].astype(object).fillna("").astype(str).agg(" / ".join, axis=1)
+
+
 def standardised_figure(table: pd.DataFrame, grouping: str, group: str, metric: str) -> float:
     """A group's figure with the whole set's age-bin mix (direct standardisation, as age_standardised
     does per race), for any group of GROUPINGS; NaN where the group has no such figure."""
     rows = table.dropna(subset=["race", "age_bin"])
     reference = rows["age_bin"].value_counts(normalize=True)
     columns = list(GROUPINGS[grouping])
-    members = rows[rows[columns].astype(str).agg(" / ".join, axis=1) == group]
+    members = rows[group_keys(rows, columns) == group]
     scores = _row_scores(members)
     if metric not in scores:
         return np.nan
@@ -436,7 +442,7 @@ def bootstrap_replicates(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 
         complete = table[list(columns)].notna().all(axis=1).to_numpy()
         if not complete.any():  # a data set without these labels (LFW has no race)
             continue
-        keys = table[list(columns)].astype(str).agg(" / ".join, axis=1).to_numpy()
+        keys = group_keys(table, columns).to_numpy()
         for group in pd.unique(keys[complete]):
             replicates[(grouping, group)] = engine.figures(complete & (keys == group), weights,
                                                            degenerate_metrics(columns))

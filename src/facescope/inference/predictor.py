@@ -115,9 +115,9 @@ class Predictor:
             pending.append(prepared)
             crops_waiting += len(prepared[2])
             if crops_waiting >= self.batch_size:
-                yield from self._flush(pending)
+                yield from self.estimate_photos(pending)
                 pending, crops_waiting = [], 0
-        yield from self._flush(pending)
+        yield from self.estimate_photos(pending)
 
     def _prepare_all(self, sources: Iterable[ImageSource], names, aligned: bool, channels: Channels,
                      detection: dict):
@@ -128,14 +128,18 @@ class Predictor:
             window: deque = deque()
             for source in sources:
                 name = next(names) if names is not None else _name_of(source)
-                window.append(pool.submit(self._prepare, source, name, aligned, channels, detection))
+                window.append(pool.submit(self.prepare_photo, source, name, aligned, channels, detection))
                 if len(window) >= ahead:
                     yield window.popleft().result()
             while window:
                 yield window.popleft().result()
 
-    def _prepare(self, source: ImageSource, name: str, aligned: bool, channels: Channels,
-                 detection: dict) -> tuple[ImageResult, list, list]:
+    def prepare_photo(self, source: ImageSource, name: str, aligned: bool = False, channels: Channels = "RGB",
+                      detection: dict | None = None) -> tuple[ImageResult, list, list]:
+        """The first half of prediction, on its own (a Ray task runs it where the photos are): read,
+        detect and align one photo. Returns (result without estimates, faces, each face's crop per model),
+        for `estimate_photos`; a photo that cannot be analysed gives a result with `error` set."""
+        detection = detection or {}
         try:
             return self._analyse(source, name, aligned, channels, detection)
         except ImageReadError as error:
@@ -156,7 +160,9 @@ class Predictor:
                              frames=photo.frames if photo.frames > 1 else None)
         return result, detections, crops
 
-    def _flush(self, pending) -> Iterator[ImageResult]:
+    def estimate_photos(self, pending: list[tuple[ImageResult, list, list]]) -> Iterator[ImageResult]:
+        """The second half: every model's network on the crops of all `pending` photos (what
+        `prepare_photo` made) in shared batches; each photo's result with its faces filled in."""
         per_model = []
         for index in range(len(self.models)):
             crops = [c[index] for _, _, face_crops in pending for c in face_crops]

@@ -8,13 +8,16 @@ JSON declares, and the bundle is loaded and checked once written.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facescope.bundles.contract import BundleInfo, ModelInput, ModelOutput, load_bundle
 from facescope.faces.align import Framing
 from facescope.model.network import BACKBONES, MultiTaskNet, ProbabilityNet
+from facescope.model.quantize import quantize_graph
 
 log = logging.getLogger(__name__)
 INPUT_NAME = "images"
@@ -51,24 +54,33 @@ def bundle_licence(datasets: list[dict], pretraining_terms: str) -> str:
 
 
 def export_bundle(model: MultiTaskNet, folder: Path, checkpoint: dict, name: str | None = None,
-                  mirror: bool = False) -> Path:
-    """Write model.onnx and model.json for `model` trained as `checkpoint` (its JSON state) says."""
+                  mirror: bool = False, calibration_crops: np.ndarray | None = None) -> Path:
+    """Write model.onnx and model.json for `model` trained as `checkpoint` (its JSON state) says; with
+    `calibration_crops` (N x S x S x 3 uint8 RGB in the checkpoint's framing), an int8 model.onnx."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     input_size = checkpoint["input_size"]
-    export_onnx(model, folder / "model.onnx", input_size, mirror)
     spec = model.input_spec
+    model_input = ModelInput(INPUT_NAME, input_size, spec.channel_order, spec.mean, spec.std)
+    quantization = {}
+    if calibration_crops is None:
+        export_onnx(model, folder / "model.onnx", input_size, mirror)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            float_graph = export_onnx(model, Path(scratch) / "float.onnx", input_size, mirror)
+            quantization = quantize_graph(float_graph, folder / "model.onnx", calibration_crops, model_input)
     datasets = checkpoint.get("provenance", [])
     info = BundleInfo(
         name=name or f"facescope-{model.backbone_name}-{model.race_taxonomy}",
         backbone=model.backbone_name,
         licence=bundle_licence(datasets, BACKBONES[model.backbone_name].pretraining_terms),
         framing=Framing.from_json(checkpoint["framing"]),
-        input=ModelInput(INPUT_NAME, input_size, spec.channel_order, spec.mean, spec.std),
+        input=model_input,
         outputs=(ModelOutput("gender", "gender"), ModelOutput("race", "race", taxonomy=model.race_taxonomy),
                  ModelOutput("age", "age", age_mode=model.age_mode)),
         training_data={"datasets": datasets, "recipe": checkpoint.get("recipe", [])},
         test_time_mirror=mirror,
+        quantization=quantization,
         limitations=LIMITATIONS + ((UTKFACE_OTHERS,) if model.race_taxonomy == "utkface5" else ()),
     )
     (folder / "model.json").write_text(info.to_json())

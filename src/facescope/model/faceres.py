@@ -53,6 +53,10 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padding = []
         for size, kernel, stride in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
+            # int(): an ONNX export (bundles have one input size) records constant pads, which onnxruntime
+            # folds and its int8 quantizer keeps in the integer domain; traced as shape arithmetic, every
+            # layer's padding would be recomputed at run time, in float, between int8 convolutions.
+            size = int(size)
             total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
             padding += [total // 2, total - total // 2]
         return super().forward(F.pad(x, padding) if any(padding) else x)

@@ -4,6 +4,7 @@ and what a model trained on them must say about them (names, licences, counts) o
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,14 @@ class TrainingData:
         if balance_groups is not None:
             weights = weights * balance_groups
         return weights / weights.mean()
+
+
+def training_sample(manifest: Path, count: int, seed: int = 0) -> list[FaceRecord]:
+    """A seeded sample of `count` training records from a run's split manifest (int8 calibration crops)."""
+    records = [r for r in load_dataset(manifest, format="manifest").records if r.partition == "train"]
+    if not records:
+        raise ValueError(f"{manifest}: no training records")
+    return random.Random(seed).sample(records, min(count, len(records)))
 
 
 def data_sources(config: TrainConfig) -> list[tuple[Path, float | None]]:
