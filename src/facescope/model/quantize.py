@@ -4,7 +4,8 @@ The convolutions are quantized with what lies between them (weights per output c
 per tensor, ranges from calibration crops); the small dense heads and the softmaxes stay float, so the
 probabilities keep their precision. The result is still a plain ONNX graph with standard QLinearConv ops: the bundle
 contract is unchanged and `load_bundle` checks it like any other. On this project's CPU the FaceRes
-network runs about 4x faster this way (benchmarks/speed.py, crops/s); what it costs in accuracy is measured
+network runs 3.4x as fast this way at 192 px (aligned crops/s in benchmarks/speed.py, float against int8
+bundle); what it costs in accuracy is measured
 by benchmarks/accuracy.py on the quantized bundle itself, which is the one that ships.
 """
 
