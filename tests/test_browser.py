@@ -164,6 +164,29 @@ def test_nothing_is_wider_than_a_phone(open_page, two_faces):
     assert page.locator("#notice").bounding_box()["height"] < PHONE["height"] / 5
 
 
+def test_model_card_names_every_training_data_set_and_test_set(page, predictor: Predictor):
+    """The default model learned from three data sets: the page names each with its licence, and shows
+    the figures on each one's test split, not only the first."""
+    from playwright.sync_api import expect
+
+    details = page.locator("#model-details")
+    expect(page.locator("#figures-per-group")).to_be_visible(timeout=WAIT_MS)
+    datasets = predictor.info.training_data["datasets"]
+    assert len(datasets) == 3
+    for dataset in datasets:
+        expect(details).to_contain_text(f"{dataset['title']}: ")
+        expect(details).to_contain_text(dataset["licence"])
+    others = predictor.info.evaluation["other_datasets"]
+    assert len(others) == 2
+    rows = details.locator("#other-test-sets tbody tr")
+    expect(rows).to_have_count(len(others))
+    for row, (name, other) in zip(rows.all(), others.items()):
+        expect(row.locator("th")).to_have_text(name)
+        expect(row.locator("td").nth(0)).to_have_text(f"{other['faces']:,}")
+        expect(row.locator("td").nth(1)).to_have_text(f"{round(100 * (1 - other['overall']['gender_accuracy']))}%")
+    expect(details).not_to_contain_text("Unknown data")
+
+
 def test_model_card_sections_are_rendered_when_the_api_gives_them(open_page, server_url):
     import httpx
     from playwright.sync_api import expect

@@ -64,9 +64,9 @@ def export_command(
     mirror: bool = typer.Option(False, "--mirror/--no-mirror",
                                 help="average each crop's outputs with its mirror image's: twice the network's "
                                      "work for a little accuracy (see the README's default-model section)"),
-    int8: bool = typer.Option(False, "--int8", help="quantize the convolutions to int8 (the default model's network: 3.4x as fast on CPU), "
+    int8: bool = typer.Option(False, "--int8", help="quantize the convolutions to int8 (the default model's network: 3.3x as fast on CPU), "
                                                     "calibrated on crops of the run's own training split"),
-    calibration_crops: int = typer.Option(512, help="how many training crops calibrate --int8"),
+    calibration_crops_count: int = typer.Option(512, "--calibration-crops", help="how many training crops calibrate --int8"),
 ) -> None:
     """Export a checkpoint as an inference bundle (model.onnx + model.json).
 
@@ -77,20 +77,20 @@ def export_command(
       facescope predict group.jpg --model my-bundle
     """
     from facescope.faces.align import Framing
-    from facescope.faces.crops import build_crops
     from facescope.model.export import export_bundle
     from facescope.training.checkpoints import load_trained_model
-    from facescope.training.data import training_sample
+    from facescope.training.data import calibration_crops
     from facescope.training.run_folder import RunFolder
 
     model, state = load_trained_model(checkpoint)
     calibration = None
     if int8:
         splits = RunFolder(Path(checkpoint).parent.parent).splits
-        if not splits.is_file():
-            raise typer.BadParameter(f"--int8 calibrates on the run's training split, and {splits} is missing",
-                                     param_hint="CHECKPOINT")
-        records = training_sample(splits, calibration_crops)
-        calibration = build_crops(records, state["input_size"], Framing.from_json(state["framing"])).only_found()[0]
+        try:
+            calibration = calibration_crops(splits, calibration_crops_count, state["input_size"],
+                                            Framing.from_json(state["framing"]))
+        except FileNotFoundError as error:
+            raise typer.BadParameter(f"--int8 calibrates on the run's training split, and {error}",
+                                     param_hint="CHECKPOINT") from error
     bundle = export_bundle(model, output, state, name=name, mirror=mirror, calibration_crops=calibration)
     typer.echo(f"bundle: {bundle}")

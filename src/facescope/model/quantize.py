@@ -4,7 +4,7 @@ The convolutions are quantized with what lies between them (weights per output c
 per tensor, ranges from calibration crops); the small dense heads and the softmaxes stay float, so the
 probabilities keep their precision. The result is still a plain ONNX graph with standard QLinearConv ops: the bundle
 contract is unchanged and `load_bundle` checks it like any other. On this project's CPU the FaceRes
-network runs 3.4x as fast this way at 192 px (aligned crops/s in benchmarks/speed.py, float against int8
+network runs 3.3x as fast this way at 192 px (aligned crops/s in benchmarks/speed.py, float against int8
 bundle); what it costs in accuracy is measured
 by benchmarks/accuracy.py on the quantized bundle itself, which is the one that ships.
 """
@@ -23,9 +23,8 @@ CALIBRATION_BATCH = 32
 # convolution to the next; the dense heads and the softmax stay float.
 QUANTIZED_OPS = ["Conv", "Clip", "Pad"]
 # Activation ranges: the 99.99th percentile of each tensor's values over the calibration crops, not its
-# min and max: a few outliers stretch a min-max range and coarsen every other value's step. In a one-off
-# probe on the first FaceRes default, min-max ranges cost 1.3 points of All-Age-Faces gender accuracy and
-# percentile ranges 0.45 (the figures of the shipped bundle are in the README, from benchmarks/accuracy.py).
+# min and max: a few outliers stretch a min-max range and coarsen every other value's step (docs/lab-notes.md
+# records the probe that chose it; the shipped bundle's own figures come from benchmarks/accuracy.py).
 CALIBRATION_PERCENTILE = 99.99
 
 

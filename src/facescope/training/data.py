@@ -9,11 +9,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facescope.data import FaceRecord, detect_format, load_dataset
 from facescope.data.loaders import FORMATS
 from facescope.data.splits import SPLITS, assign_splits, write_split_manifest
+from facescope.faces.align import Framing
+from facescope.faces.crops import build_crops
 from facescope.paths import data_root
 from facescope.training.config import TrainConfig
 
@@ -84,12 +87,16 @@ class TrainingData:
         return weights / weights.mean()
 
 
-def training_sample(manifest: Path, count: int, seed: int = 0) -> list[FaceRecord]:
-    """A seeded sample of `count` training records from a run's split manifest (int8 calibration crops)."""
-    records = [r for r in load_dataset(manifest, format="manifest").records if r.partition == "train"]
+def calibration_crops(run_splits: Path, count: int, size: int, framing: Framing, seed: int = 0) -> np.ndarray:
+    """Aligned crops of a seeded sample of `count` faces from a run's training split (its split manifest):
+    what int8 quantization calibrates its ranges on, so they are the ranges the network saw in training."""
+    if not run_splits.is_file():
+        raise FileNotFoundError(f"{run_splits} is missing")
+    records = [r for r in load_dataset(run_splits, format="manifest").records if r.partition == "train"]
     if not records:
-        raise ValueError(f"{manifest}: no training records")
-    return random.Random(seed).sample(records, min(count, len(records)))
+        raise ValueError(f"{run_splits}: no training records")
+    sample = random.Random(seed).sample(records, min(count, len(records)))
+    return build_crops(sample, size, framing).only_found()[0]
 
 
 def data_sources(config: TrainConfig) -> list[tuple[Path, float | None]]:

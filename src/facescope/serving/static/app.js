@@ -296,22 +296,34 @@ function renderEvaluation(evaluation) {
     parts.push(element("details", {}, element("summary", {}, "Gaps between races at the same ages"),
       element("ul", {}, ...readings.map((text) => element("li", {}, text)))));
   }
-  if (evaluation.command) {
-    parts.push(element("p", { class: "small" }, "Reproduce: ", element("code", {}, evaluation.command)));
+  const others = Object.values(evaluation.other_datasets ?? {});
+  if (others.length) {
+    parts.push(element("div", { id: "other-test-sets" }, element("p", {}, "On the other data sets' own held-out test photos:"),
+      errorTable(Object.fromEntries(others.map((other) => [other.dataset, { n: other.faces, ...other.overall }])))));
+  }
+  const commands = [evaluation, ...others].map((e) => e.command).filter(Boolean);
+  if (commands.length) {
+    parts.push(element("p", { class: "small" }, "Reproduce: ", ...commands.flatMap((command, i) =>
+      [i ? element("br") : "", element("code", {}, command)])));
   }
   return parts;
 }
 
+// Each data set the model learned from: its photos per split, whose people, and its licence.
 function renderTrainingData(data) {
-  if (!data) return [];
-  const splits = data.splits ? Object.entries(data.splits).map(([k, v]) => `${v.toLocaleString("en")} ${k}`).join(", ") : "";
-  const parts = [element("p", {}, `${data.dataset ?? "Unknown data"}${splits ? `: ${splits} faces` : ""}.`)];
-  const byRace = data.train_by_race;
-  if (byRace) {
-    parts.push(element("p", {}, "Training faces by race: ",
-      Object.entries(byRace).map(([k, v]) => `${name(k)} ${v.toLocaleString("en")}`).join(", "), "."));
-  }
-  return parts;
+  const datasets = data?.datasets ?? [];
+  if (!datasets.length) return [element("p", {}, "This model's card does not say what it was trained on.")];
+  return datasets.flatMap((dataset) => {
+    const splits = Object.entries(dataset.splits ?? {}).map(([k, v]) => `${v.toLocaleString("en")} ${k}`).join(", ");
+    const people = dataset.people ? ` of ${dataset.people.toLocaleString("en")} people` : "";
+    const parts = [element("p", {}, element("strong", {}, dataset.title), `: ${splits} photos${people}. Licence: ${dataset.licence}`)];
+    const byRace = Object.entries(dataset.train_by_race ?? {});
+    if (byRace.length) {
+      parts.push(element("p", { class: "small" }, "Training photos by race: ",
+        byRace.map(([k, v]) => `${name(k)} ${v.toLocaleString("en")}`).join(", "), "."));
+    }
+    return parts;
+  });
 }
 
 async function loadModelCard() {
