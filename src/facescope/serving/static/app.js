@@ -253,20 +253,6 @@ function table(columns, rows, numeric = []) {
       ...row.map((value, i) => element(i === 0 ? "th" : "td", i === 0 ? { scope: "row" } : { class: numeric.includes(i) ? "number" : "" }, value ?? "–")))))));
 }
 
-// The card's own sections, where the model's answer has them: [{title, paragraphs, tables: [{columns, rows}]}].
-function renderSections(sections) {
-  return sections.flatMap((section) => [
-    element("h3", {}, section.title),
-    ...(section.paragraphs || []).map((text) => element("p", {}, text)),
-    ...(section.tables || []).map((t) => table(t.columns, t.rows.map((row) => row.map((v) => (typeof v === "number" ? formatNumber(v) : String(v)))),
-      t.columns.map((_, i) => i).filter((i) => i > 0 && t.rows.every((row) => typeof row[i] === "number")))),
-  ]);
-}
-
-function formatNumber(value) {
-  return Number.isInteger(value) ? value.toLocaleString("en") : value.toFixed(3);
-}
-
 // Per-group figures in words a reader can use: how often each estimate is wrong, and by how much the age is off.
 function errorTable(groups) {
   const rows = Object.entries(groups).map(([group, f]) => [
@@ -337,25 +323,19 @@ async function loadModelCard() {
     return;
   }
   modelCard = card;
-  const body = Array.isArray(card.sections) && card.sections.length
-    ? renderSections(card.sections)
-    : [
-      element("h3", {}, "Intended use"), element("p", {}, card.intended_use),
-      element("h3", {}, "Must not be used for"), element("ul", {}, ...card.must_not_be_used_for.map((item) => element("li", {}, item))),
-      element("h3", {}, "Licence"), element("p", {}, card.licence),
-      element("h3", { id: "figures-per-group" }, "How often it is wrong, per group"),
-      ...renderEvaluation(card.evaluation),
-      element("h3", {}, "Training data"), ...renderTrainingData(card.training_data),
-    ];
+  // The notice links to #figures-per-group.
+  const body = [
+    element("h3", {}, "Intended use"), element("p", {}, card.intended_use),
+    element("h3", {}, "Must not be used for"), element("ul", {}, ...card.must_not_be_used_for.map((item) => element("li", {}, item))),
+    element("h3", {}, "Licence"), element("p", {}, card.licence),
+    element("h3", { id: "figures-per-group" }, "How often it is wrong, per group"),
+    ...renderEvaluation(card.evaluation),
+    element("h3", {}, "Training data"), ...renderTrainingData(card.training_data),
+  ];
   target.replaceChildren(
     element("p", {}, element("strong", {}, card.name), ` · ${card.backbone} · race labels (${card.race_taxonomy}): `,
       card.labels.race.map(name).join(", ")),
     ...body);
-  if (!$("figures-per-group")) {
-    // The notice links here: the card's own section on figures per group, else its first section.
-    const headings = [...target.querySelectorAll("h3")];
-    (headings.find((h) => /group|figure|error/i.test(h.textContent)) ?? headings[0])?.setAttribute("id", "figures-per-group");
-  }
 }
 
 function setUp() {
