@@ -89,7 +89,7 @@ def export_command(
         try:
             calibration = calibration_crops(splits, calibration_crops_count, state["input_size"],
                                             Framing.from_json(state["framing"]))
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:  # no split manifest, or no training faces in it
             raise typer.BadParameter(f"--int8 calibrates on the run's training split, and {error}",
                                      param_hint="CHECKPOINT") from error
     bundle = export_bundle(model, output, state, name=name, mirror=mirror, calibration_crops=calibration)

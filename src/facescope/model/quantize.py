@@ -39,8 +39,8 @@ def quantize_graph(float_graph: Path, int8_graph: Path, calibration_crops: np.nd
 
     class Crops(CalibrationDataReader):
         """The crops in batches, one range of batches at a time: onnxruntime's histogram calibrators hold
-        every activation of what they are given at once (over 17 GB for 512 crops at 160 px), and merge
-        their histograms across calls, so they get one batch a call ("CalibStridedMinMax" below)."""
+        every activation of what they are given at once (docs/lab-notes.md has the memory either way), and
+        merge their histograms across calls, so they get one batch a call ("CalibStridedMinMax" below)."""
 
         def __init__(self) -> None:
             self.starts = list(range(0, len(calibration_crops), CALIBRATION_BATCH))
