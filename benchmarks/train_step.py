@@ -17,6 +17,8 @@ import time
 import torch
 
 from facescope import labels
+from facescope.data.records import FaceRecord
+from facescope.heads import standard_heads
 from facescope.model.network import BACKBONES, MultiTaskNet
 from facescope.training.config import TrainConfig
 from facescope.training.train import Targets, training_step
@@ -26,16 +28,14 @@ LAYOUTS = {"channels-first (NCHW)": torch.contiguous_format, "channels-last (NHW
 
 def step_seconds(backbone: str, size: int, batch: int, layout: torch.memory_format, steps: int, warmup: int) -> float:
     torch.manual_seed(0)
-    model = MultiTaskNet(backbone, "utkface5", pretrained=False).train().to(memory_format=layout)
+    model = MultiTaskNet(backbone, standard_heads("utkface5"), pretrained=False).train().to(memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     images = (torch.rand(batch, 3, size, size) * 255).contiguous(memory_format=layout)
-    targets = Targets(
-        gender=torch.randint(0, len(labels.GENDERS), (batch,)),
-        race=torch.randint(0, len(labels.taxonomy("utkface5").labels), (batch,)),
-        age_years=torch.randint(0, labels.MAX_AGE + 1, (batch,)).float(),
-        age_bin=torch.full((batch,), -1),
-        group=torch.zeros(batch, dtype=torch.long),
-    )
+    generator = torch.Generator().manual_seed(0)
+    records = [FaceRecord(f"{n}.jpg", float(torch.randint(0, labels.MAX_AGE + 1, (1,), generator=generator)), None,
+                          labels.GENDERS[n % 2], labels.UTKFACE5.labels[n % 5], "utkface5", f"{n}.jpg")
+               for n in range(batch)]
+    targets = Targets.from_records(records, model.outputs)
     config = TrainConfig()
     times = []
     for index in range(warmup + steps):

@@ -18,6 +18,7 @@ from facescope.faces import read_image  # noqa: E402
 from facescope.faces.align import CANONICAL, resize_crop  # noqa: E402
 from facescope.inference.predictor import Predictor  # noqa: E402
 from facescope.model.export import export_bundle  # noqa: E402
+from facescope.heads import standard_heads  # noqa: E402
 from facescope.model.network import MultiTaskNet, ProbabilityNet, to_network_input  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def test_a_bundle_with_its_own_size_and_normalisation_runs_as_declared(backbone,
     # small_cnn: RGB, mean 127.5 and std 127.5 outside the graph; faceres: BGR minus the caffe mean pixel.
     torch.manual_seed(0)
     # FaceRes without its weights (no batch norm) gives the same answer for every input: an empty check.
-    model = MultiTaskNet(backbone, "fairface7", "bins", pretrained=backbone == "faceres").eval()
+    model = MultiTaskNet(backbone, standard_heads("fairface7", "age_bins"), pretrained=backbone == "faceres").eval()
     for head in (model.gender_head, model.race_head, model.age_head):  # large weights: answers that differ by input
         torch.nn.init.normal_(head.weight, std=10.0)
     bundle = export_bundle(model, tmp_path / backbone, _checkpoint_state(size, zoom=1.2))
@@ -59,7 +60,7 @@ def test_a_bundle_with_its_own_size_and_normalisation_runs_as_declared(backbone,
 @pytest.fixture(scope="module")
 def good_bundle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bundle") / "good"
-    model = MultiTaskNet("small_cnn", "utkface5", "years", pretrained=False).eval()
+    model = MultiTaskNet("small_cnn", standard_heads("utkface5"), pretrained=False).eval()
     return export_bundle(model, folder, _checkpoint_state(48))
 
 
@@ -133,7 +134,7 @@ def test_the_cli_refuses_a_lying_bundle_in_one_line(good_bundle, tmp_path, utkfa
 def test_an_int8_bundle_keeps_the_float_bundles_answers_on_real_faces(tmp_path, utkface_files):
     # The shipped model's path: FaceRes, its convolutions quantized with ranges from real face crops.
     torch.manual_seed(0)
-    model = MultiTaskNet("faceres", "utkface5", "years", pretrained=True).eval()
+    model = MultiTaskNet("faceres", standard_heads("utkface5"), pretrained=True).eval()
     for head in (model.gender_head, model.race_head):
         torch.nn.init.normal_(head.weight, std=0.02)
     crops = np.stack([resize_crop(read_image(path), 64) for path in utkface_files[:48]])

@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from facescope.data import load_dataset  # noqa: E402
 from facescope.faces.crops import build_crops  # noqa: E402
+from facescope.heads import standard_heads  # noqa: E402
 from facescope.model.network import MultiTaskNet  # noqa: E402
 from facescope.training import distributed  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
@@ -35,16 +36,16 @@ def run_fit(crops: np.ndarray, records: list) -> list[dict]:
     sampler draws balanced batches and the loss weighs groups), with dropout off: the figures depend
     only on the data, the seed and the arithmetic."""
     torch.manual_seed(0)
-    model = MultiTaskNet("mobilenet_v2", "utkface5", "years", pretrained=False, dropout=0.0)
+    model = MultiTaskNet("mobilenet_v2", standard_heads("utkface5"), pretrained=False, dropout=0.0)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW([{"params": model.parameters(), "lr_scale": 1.0}], lr=1e-3)
     config = TrainConfig(batch_size=16, epochs=2, max_steps_per_epoch=3, frozen_backbone_epochs=1, patience=5)
-    targets = Targets.from_records(records, "utkface5")
+    targets = Targets.from_records(records, model.outputs)
     weights = group_weights(targets.group)
     state = {"epoch": 0, "step": 0, "best_score": float("inf"), "best_epoch": 0, "history": []}
     val = slice(0, 16)
     for state in fit(distributed.wrap(model), optimizer, state, config, crops, targets, crops[val],
-                     Targets.from_records(records[val], "utkface5"), np.array(["utkface"] * 16), weights, weights, "cpu"):
+                     Targets.from_records(records[val], model.outputs), np.array(["utkface"] * 16), weights, weights, "cpu"):
         pass
     return state["history"]
 

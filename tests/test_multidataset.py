@@ -14,6 +14,8 @@ torch = pytest.importorskip("torch")
 from facescope.data import load_dataset  # noqa: E402
 from facescope.data.splits import assign_splits  # noqa: E402
 from facescope.faces.crops import build_crops  # noqa: E402
+from facescope.data.records import FaceRecord  # noqa: E402
+from facescope.heads import standard_heads  # noqa: E402
 from facescope.model.network import MultiTaskNet, to_network_input  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
 from facescope.training.data import TrainingData  # noqa: E402
@@ -44,21 +46,23 @@ def test_lfw_is_split_by_person_and_each_data_set_on_its_own(shared):
 
 def test_a_head_without_labels_in_the_batch_gets_no_gradient():
     torch.manual_seed(0)
-    model = MultiTaskNet("small_cnn", "utkface5", "years", pretrained=False)
+    model = MultiTaskNet("small_cnn", standard_heads("utkface5"), pretrained=False)
     images = torch.rand(4, 3, 48, 48) * 255
-    # LFW-like photos: gender only. Race and age are unknown (-1).
-    targets = Targets(torch.tensor([0, 1, 1, 0]), torch.full((4,), -1), torch.full((4,), -1.0), torch.full((4,), -1),
-                      torch.zeros(4, dtype=torch.long))
-    loss, parts = multitask_loss(model(to_network_input(images, model.input_spec)), targets, TrainConfig(), "years")
+    # LFW-like photos: gender only. Race and age are unknown.
+    records = [FaceRecord(f"{n}.jpg", None, None, gender, None, "utkface5", f"{n}.jpg")
+               for n, gender in enumerate(["Female", "Male", "Male", "Female"])]
+    targets = Targets.from_records(records, model.outputs)
+    loss, parts = multitask_loss(model(to_network_input(images, model.input_spec)), targets, TrainConfig(), model.outputs)
     loss.backward()
     assert parts["race"] == 0 and parts["age"] == 0 and parts["gender"] > 0
-    assert torch.count_nonzero(model.race_head.weight.grad) == 0 and torch.count_nonzero(model.age_head.weight.grad) == 0
-    assert torch.count_nonzero(model.gender_head.weight.grad) > 0
+    heads = model.heads
+    assert torch.count_nonzero(heads["race"].weight.grad) == 0 and torch.count_nonzero(heads["age"].weight.grad) == 0
+    assert torch.count_nonzero(heads["gender"].weight.grad) > 0
 
 
 def test_gender_weights_balance_women_and_men_within_each_data_set(shared):
     records = load_dataset(shared / "lfw").records[:300] + load_dataset(shared / "aaf").records[::60]
-    data = TrainingData(records, ["train"] * len(records), "utkface5", {})
+    data = TrainingData(records, ["train"] * len(records), {})
     weights = data.gender_weights(list(range(len(records))))
     for dataset in ("lfw", "aaf"):
         by_gender = defaultdict(float)
@@ -77,15 +81,15 @@ def test_a_short_run_on_three_data_sets_lowers_every_loss(shared, tmp_path):
     crops, found = aligned.only_found()
     assert len(found) >= 40  # photos, not crops, for AAF and LFW: the detector finds their faces
     kept = [records[i] for i in found]
-    targets = Targets.from_records(kept, "utkface5")
     torch.manual_seed(0)
-    model = MultiTaskNet("mobilenet_v2", "utkface5", "years")
+    model = MultiTaskNet("mobilenet_v2", standard_heads("utkface5"))
+    targets = Targets.from_records(kept, model.outputs)
     images = to_network_input(torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float(), model.input_spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     history = []
     for _ in range(10):
         model.train()
-        loss, parts = multitask_loss(model(images), targets, TrainConfig(), "years")
+        loss, parts = multitask_loss(model(images), targets, TrainConfig(), model.outputs)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -19,7 +19,9 @@ from facescope.inference.predictor import Predictor  # noqa: E402
 from facescope.bundles import read_bundle_info  # noqa: E402
 from facescope.bundles.card import render_model_card  # noqa: E402
 from facescope.model.export import export_bundle  # noqa: E402
+from facescope.heads import standard_heads  # noqa: E402
 from facescope.model.network import MultiTaskNet, ProbabilityNet, to_network_input  # noqa: E402
+from facescope.data.records import FaceRecord  # noqa: E402
 from facescope.training.augment import augment_batch  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
 from facescope.faces.crops import build_crops  # noqa: E402
@@ -38,15 +40,15 @@ def real_subset(utkface_dir, tmp_path_factory):
 def test_a_few_steps_lower_the_loss_on_real_faces(real_subset):
     records, crops = real_subset
     torch.manual_seed(0)
-    model = MultiTaskNet("mobilenet_v2", "utkface5", "years")
-    targets = Targets.from_records(records, "utkface5")
+    model = MultiTaskNet("mobilenet_v2", standard_heads("utkface5"))
+    targets = Targets.from_records(records, model.outputs)
     images = to_network_input(torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float(), model.input_spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     config = TrainConfig()
     losses = []
     for _ in range(8):
         model.train()
-        loss, parts = multitask_loss(model(images), targets, config, "years")
+        loss, parts = multitask_loss(model(images), targets, config, model.outputs)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -57,11 +59,12 @@ def test_a_few_steps_lower_the_loss_on_real_faces(real_subset):
 
 def test_age_loss_prefers_the_true_age():
     config = TrainConfig()
-    targets = Targets(torch.tensor([0]), torch.tensor([0]), torch.tensor([30.0]), torch.tensor([3]), torch.tensor([0]))
+    heads = standard_heads("utkface5")
+    targets = Targets.from_records([FaceRecord("a.jpg", 30.0, "30-39", "Female", "White", "utkface5", "a.jpg")], heads)
     logits = {"gender": torch.zeros(1, 2), "race": torch.zeros(1, 5)}
     peaked_at = lambda year: torch.nn.functional.one_hot(torch.tensor([year]), 101).float() * 10  # noqa: E731
-    near, _ = multitask_loss(dict(logits, age=peaked_at(31)), targets, config, "years")
-    far, _ = multitask_loss(dict(logits, age=peaked_at(60)), targets, config, "years")
+    near, _ = multitask_loss(dict(logits, age=peaked_at(31)), targets, config, heads)
+    far, _ = multitask_loss(dict(logits, age=peaked_at(60)), targets, config, heads)
     assert near < far
 
 

@@ -1,7 +1,9 @@
 """The one label schema of facescope: genders, race taxonomies, age bins, and the mappings between them.
 
 Every loader, model head, report and API answer speaks these names. A model stores the *name* of its
-race taxonomy in its bundle; everything else (labels, order, mappings) is looked up here.
+taxonomies in its bundle (facescope.heads); everything else (labels, order, mappings) is looked up here.
+A coarser taxonomy is a mapping from a finer one: a coarse label teaches a fine head through it (the
+coarse class's probability is the sum of its fine classes'), and a fine answer has a coarse view.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ GENDERS: tuple[str, ...] = ("Female", "Male")
 
 
 @dataclass(frozen=True)
-class RaceTaxonomy:
-    """A named, ordered set of race labels (the order is the model head's class order)."""
+class Taxonomy:
+    """A named, ordered set of labels (the order is a model head's class order)."""
 
     name: str
     labels: tuple[str, ...]
@@ -23,17 +25,19 @@ class RaceTaxonomy:
         try:
             return self.labels.index(label)
         except ValueError:
-            raise ValueError(f"{label!r} is not a {self.name} race label; expected one of {self.labels}") from None
+            raise ValueError(f"{label!r} is not a {self.name} label; expected one of {self.labels}") from None
 
 
-FAIRFACE7 = RaceTaxonomy(
+GENDER = Taxonomy("gender", GENDERS)
+FAIRFACE7 = Taxonomy(
     "fairface7",
     ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern"),
 )
-FAIRFACE4 = RaceTaxonomy("fairface4", ("White", "Black", "Asian", "Indian"))
-UTKFACE5 = RaceTaxonomy("utkface5", ("White", "Black", "Asian", "Indian", "Others"))
+FAIRFACE4 = Taxonomy("fairface4", ("White", "Black", "Asian", "Indian"))
+UTKFACE5 = Taxonomy("utkface5", ("White", "Black", "Asian", "Indian", "Others"))
 
-TAXONOMIES: dict[str, RaceTaxonomy] = {t.name: t for t in (FAIRFACE7, FAIRFACE4, UTKFACE5)}
+# The race taxonomies data sets and tools label in (GENDER is the gender heads' one).
+TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (FAIRFACE7, FAIRFACE4, UTKFACE5)}
 
 # FairFace-7 -> the coarser taxonomies. FairFace's own 4-race variant drops Latino_Hispanic and
 # Middle Eastern (they have no 4-race counterpart, so they map to None and are left out of a
@@ -61,11 +65,38 @@ RACE_MAPPINGS: dict[tuple[str, str], dict[str, str | None]] = {
 }
 
 
-def taxonomy(name: str) -> RaceTaxonomy:
+def taxonomy(name: str) -> Taxonomy:
+    if name == GENDER.name:
+        return GENDER
     try:
         return TAXONOMIES[name]
     except KeyError:
-        raise ValueError(f"unknown race taxonomy {name!r}; known: {sorted(TAXONOMIES)}") from None
+        raise ValueError(f"unknown taxonomy {name!r}; known: {sorted([GENDER.name, *TAXONOMIES])}") from None
+
+
+def fine_classes(label: str, label_taxonomy: str, head_taxonomy: str) -> list[int]:
+    """The classes of a head in `head_taxonomy` that a label in `label_taxonomy` stands for: the label
+    itself where the taxonomies are one, every fine class mapping to it where the head's is finer
+    (UTKFace's "Asian" is FairFace's East and Southeast Asian); a ValueError where neither holds."""
+    head = taxonomy(head_taxonomy)
+    if label_taxonomy == head_taxonomy:
+        return [head.index(label)]
+    if (head_taxonomy, label_taxonomy) not in RACE_MAPPINGS:
+        raise ValueError(f"a {label_taxonomy} label cannot teach a {head_taxonomy} head: no mapping between them")
+    taxonomy(label_taxonomy).index(label)
+    mapping = RACE_MAPPINGS[(head_taxonomy, label_taxonomy)]
+    return [head.index(fine) for fine, coarse in mapping.items() if coarse == label]
+
+
+def coarse_probabilities(probs: dict[str, float], source: str, target: str) -> dict[str, float]:
+    """A fine head's probabilities seen in a coarser taxonomy: each coarse class the sum of its fine ones
+    (a fine class with no counterpart, FairFace-4's Latino_Hispanic, leaves its share out)."""
+    coarse = {label: 0.0 for label in taxonomy(target).labels}
+    for label, p in probs.items():
+        mapped = map_race(label, source, target)
+        if mapped is not None:
+            coarse[mapped] += p
+    return coarse
 
 
 def map_race(label: str, source: str, target: str) -> str | None:

@@ -2,7 +2,7 @@
 
 A bundle is a folder with model.onnx and model.json. Like torchvision's `Weights` entries, one object,
 `BundleInfo`, knows a model's face framing, its input (size, colour order, normalisation, tensor name),
-its outputs (tensor names and what each means), its labels, its training data and licences, its figures
+its outputs (one per declared head, facescope.heads: tensor name, kind, labels), its training data and licences, its figures
 and its card text. The predictor executes what it declares and nothing else; `load_bundle` refuses a
 bundle whose JSON and graph disagree. PyTorch-free: `facescope.model.export` writes bundles, this reads them.
 """
@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facescope import labels
 from facescope.faces.align import CANONICAL, Framing
+from facescope.heads import Head
 
-BUNDLE_FORMAT = "facescope-bundle/2"
-TASKS = ("gender", "race", "age")
+BUNDLE_FORMAT = "facescope-bundle/3"
+# Format 2 named exactly three outputs by task (gender, race, age) with a race taxonomy and an age mode;
+# it is read as the three heads it declared.
+FORMAT_2 = "facescope-bundle/2"
 
 INTENDED_USE = (
     "Research and teaching on automated face analysis, and auditing how such estimates differ across "
@@ -59,23 +61,35 @@ class ModelInput:
 
 @dataclass(frozen=True)
 class ModelOutput:
-    """One output tensor (N x classes probabilities) and what it means: `task` gender (labels: the
-    genders), race (labels: the taxonomy's) or age (`age_mode` "years": 0..MAX_AGE; "bins": the 9 bins)."""
+    """One output tensor (N x classes probabilities, graph name `tensor`) and the head it answers."""
 
-    task: str
-    name: str
-    taxonomy: str | None = None
-    age_mode: str | None = None
+    tensor: str
+    head: Head
+
+    @property
+    def name(self) -> str:
+        return self.head.name
 
     @property
     def labels(self) -> tuple[str, ...]:
-        if self.task == "gender":
-            return labels.GENDERS
-        if self.task == "race":
-            return labels.taxonomy(self.taxonomy).labels
-        if self.age_mode == "years":
-            return tuple(str(y) for y in range(labels.MAX_AGE + 1))
-        return labels.AGE_BIN_LABELS
+        return self.head.labels
+
+    def to_json(self) -> dict:
+        return {"tensor": self.tensor, **self.head.to_json()}
+
+    @classmethod
+    def from_json(cls, values: dict) -> "ModelOutput":
+        values = dict(values)
+        return cls(values.pop("tensor"), Head.from_json(values))
+
+    @classmethod
+    def from_format_2(cls, values: dict) -> "ModelOutput":
+        task = values["task"]
+        if task == "age":
+            head = Head("age", "age_years" if values.get("age_mode") == "years" else "age_bins")
+        else:
+            head = Head(task, "label", "gender" if task == "gender" else values.get("taxonomy"))
+        return cls(values["name"], head)
 
 
 @dataclass
@@ -96,31 +110,38 @@ class BundleInfo:
     limitations: tuple[str, ...] = ()
     format: str = BUNDLE_FORMAT
 
-    def output(self, task: str) -> ModelOutput:
-        for output in self.outputs:
-            if output.task == task:
-                return output
-        raise KeyError(f"model {self.name} has no {task} output")
+    @property
+    def heads(self) -> tuple[Head, ...]:
+        return tuple(output.head for output in self.outputs)
+
+    def head(self, name: str) -> Head | None:
+        """The head answering under `name`, or None where the model has none."""
+        return next((h for h in self.heads if h.name == name), None)
 
     @property
     def input_size(self) -> int:
         return self.input.size
 
     @property
-    def race_taxonomy(self) -> str:
-        return self.output("race").taxonomy
+    def race_taxonomy(self) -> str | None:
+        race = self.head("race")
+        return race.taxonomy if race else None
 
     @property
     def race_labels(self) -> tuple[str, ...]:
-        return self.output("race").labels
+        race = self.head("race")
+        return race.labels if race else ()
 
     @property
-    def age_mode(self) -> str:
-        return self.output("age").age_mode
+    def age_mode(self) -> str | None:
+        """"years" (an age in years and its groups), "bins" (age groups only), or None (no age output)."""
+        age = self.head("age")
+        return None if age is None else "years" if age.kind == "age_years" else "bins"
 
     def to_json(self) -> str:
         values = asdict(self)
         values["framing"] = self.framing.to_json()
+        values["outputs"] = [output.to_json() for output in self.outputs]
         return json.dumps(values, indent=2)
 
     @classmethod
@@ -129,14 +150,16 @@ class BundleInfo:
             values = json.loads(text)
         except json.JSONDecodeError as error:
             raise BundleError(f"{source}: not JSON ({error})") from None
-        if not isinstance(values, dict) or values.get("format") != BUNDLE_FORMAT:
+        if not isinstance(values, dict) or values.get("format") not in (FORMAT_2, BUNDLE_FORMAT):
             found = values.get("format") if isinstance(values, dict) else type(values).__name__
-            raise BundleError(f"{source}: not a {BUNDLE_FORMAT} model.json (format {found!r})")
+            raise BundleError(f"{source}: not a {BUNDLE_FORMAT} (or {FORMAT_2}) model.json (format {found!r})")
         try:
+            read_output = ModelOutput.from_format_2 if values["format"] == FORMAT_2 else ModelOutput.from_json
+            values["format"] = BUNDLE_FORMAT
             values["framing"] = Framing.from_json(values["framing"])
             values["input"] = ModelInput(**{k: tuple(v) if isinstance(v, list) else v
                                             for k, v in values["input"].items()})
-            values["outputs"] = tuple(ModelOutput(**o) for o in values["outputs"])
+            values["outputs"] = tuple(read_output(o) for o in values["outputs"])
             for key in ("must_not_be_used_for", "limitations"):
                 values[key] = tuple(values.get(key, ()))
             info = cls(**values)
@@ -148,19 +171,15 @@ class BundleInfo:
     def check_fields(self, source: str = "model.json") -> None:
         """Refuse declarations no predictor could execute."""
         problems = []
-        if sorted(o.task for o in self.outputs) != sorted(TASKS):
-            problems.append(f"outputs must be one each of {TASKS}, not {[o.task for o in self.outputs]}")
+        names = [o.name for o in self.outputs]
+        if not names or len(set(names)) != len(names):
+            problems.append(f"outputs must be at least one, each with its own name, not {names}")
         if self.input.channel_order not in ("RGB", "BGR"):
             problems.append(f"input channel_order {self.input.channel_order!r} is not RGB or BGR")
         if len(self.input.mean) != 3 or len(self.input.std) != 3 or not all(s > 0 for s in self.input.std):
             problems.append("input mean and std need 3 values each, std positive")
         if self.input.size < 16:
             problems.append(f"input size {self.input.size} is too small")
-        for output in self.outputs:
-            if output.task == "race" and output.taxonomy not in labels.TAXONOMIES:
-                problems.append(f"race taxonomy {output.taxonomy!r} is unknown; known: {sorted(labels.TAXONOMIES)}")
-            if output.task == "age" and output.age_mode not in ("years", "bins"):
-                problems.append(f"age_mode {output.age_mode!r} is not 'years' or 'bins'")
         if problems:
             raise BundleError(f"{source}: " + "; ".join(problems))
 
@@ -175,9 +194,9 @@ class LoadedBundle:
 
     def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """Each task's probabilities (N x classes) for N x S x S x 3 uint8 RGB crops in the bundle's framing."""
-        names = [o.name for o in self.info.outputs]
-        values = self.session.run(names, {self.info.input.name: self.info.input.prepare(crops)})
-        return {o.task: v for o, v in zip(self.info.outputs, values)}
+        tensors = [o.tensor for o in self.info.outputs]
+        values = self.session.run(tensors, {self.info.input.name: self.info.input.prepare(crops)})
+        return {o.name: v for o, v in zip(self.info.outputs, values)}
 
 
 def read_info(folder: Path) -> BundleInfo:
@@ -221,20 +240,20 @@ def _check_graph(info: BundleInfo, session, graph: Path) -> None:
         raise BundleError(f"{graph}: input {info.input.name!r} is {shape}, but model.json declares N x 3 x {size} x {size}")
     outputs = {o.name: o.shape for o in session.get_outputs()}
     for output in info.outputs:
-        if output.name not in outputs:
-            raise BundleError(f"{graph}: has no output {output.name!r} for {output.task} (it has {sorted(outputs)})")
-        classes = outputs[output.name][-1]
+        if output.tensor not in outputs:
+            raise BundleError(f"{graph}: has no output {output.tensor!r} for {output.name} (it has {sorted(outputs)})")
+        classes = outputs[output.tensor][-1]
         if isinstance(classes, int) and classes != len(output.labels):
-            raise BundleError(f"{graph}: output {output.name!r} has {classes} classes, but model.json declares "
-                              f"{len(output.labels)} for {output.task}")
+            raise BundleError(f"{graph}: output {output.tensor!r} has {classes} classes, but model.json declares "
+                              f"{len(output.labels)} for {output.name}")
     # A graph whose shapes are all symbolic is checked by running it once on a blank crop.
     probe = np.zeros((1, size, size, 3), dtype=np.uint8)
     try:
-        values = session.run([o.name for o in info.outputs], {info.input.name: info.input.prepare(probe)})
+        values = session.run([o.tensor for o in info.outputs], {info.input.name: info.input.prepare(probe)})
     except Exception as error:
         raise BundleError(f"{graph}: fails on a {size} px input as model.json declares "
                           f"({str(error).strip().splitlines()[0][:200]})") from None
     for output, value in zip(info.outputs, values):
         if value.shape != (1, len(output.labels)):
-            raise BundleError(f"{graph}: output {output.name!r} gives shape {value.shape}, but model.json declares "
-                              f"{len(output.labels)} {output.task} classes")
+            raise BundleError(f"{graph}: output {output.tensor!r} gives shape {value.shape}, but model.json declares "
+                              f"{len(output.labels)} {output.name} classes")

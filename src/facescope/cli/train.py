@@ -21,15 +21,17 @@ def train_command(
     epochs: int | None = typer.Option(None),
     batch_size: int | None = typer.Option(None),
     lr: float | None = typer.Option(None),
-    balance: str | None = typer.Option(None, help="none | sampler | loss: race x gender balancing; gender: "
-                                                   "women and men weigh the same within each data set"),
+    balance: str | None = typer.Option(None, help="none | sampler | loss: race x gender groups drawn equally "
+                                                   "often or weighed equally; gender | gender_sampler: women and "
+                                                   "men weighed the same, or drawn equally often, within each data set"),
     splits: str | None = typer.Option(None, help="reuse a split manifest (from `facescope data split` or a run)"),
     seed: int | None = typer.Option(None),
-    max_images: int | None = typer.Option(None, help="train on the first N training images (quick runs)"),
+    max_images: int | None = typer.Option(None, help="train on a seeded sample of N training images (quick runs)"),
     augment: bool | None = typer.Option(None, "--augment/--no-augment"),
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained"),
-    init: str | None = typer.Option(None, "--init", help="start from a trained checkpoint's weights, e.g. "
-                                                         "runs/train/checkpoints/best, to fine-tune at a larger size"),
+    init: str | None = typer.Option(None, "--init", help="start from trained weights: a run's checkpoint (e.g. "
+                                                         "runs/train/checkpoints/best, to fine-tune at a larger size) "
+                                                         "or an installed model's name or bundle folder"),
     resume: bool = typer.Option(False, "--resume", help="go on from the run folder's last checkpoint"),
 ) -> None:
     """Train the multi-task network (gender, race, age) and export an inference bundle.

@@ -576,8 +576,12 @@ def build_document(runs: list[Run], context: dict) -> Document:
     if result.cross_taxonomy:
         note = result.cross_taxonomy
         mapping = ", ".join(f"{k} → {v or 'dropped'}" for k, v in note["mapping"].items())
-        intro.append(f"Truth races were mapped from {note['source']} to the model's {note['target']} ({mapping}): "
-                     f"{note['rows_kept']:,} faces kept, {note['rows_dropped']:,} dropped.")
+        if note.get("mapped") == "predictions":
+            intro.append(f"The model answers in {note['source']}; its race answers are scored in the data's "
+                         f"{note['target']}, each class's probability the sum of its finer ones ({mapping}).")
+        else:
+            intro.append(f"Truth races were mapped from {note['source']} to the model's {note['target']} ({mapping}): "
+                         f"{note['rows_kept']:,} faces kept, {note['rows_dropped']:,} dropped.")
     summary = Section("Summary", [_headline_table(runs)])
     gaps = Section("Reading the gaps", [
         "The largest gap between groups for each main figure (groups of at least "

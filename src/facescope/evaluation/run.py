@@ -17,7 +17,8 @@ from facescope.evaluation.metrics import MIN_GROUP_SIZE, EvaluationResult, evalu
 from facescope.evaluation.report import write_report
 from facescope.evaluation.uncertainty import N_BOOT
 from facescope.inference.predictor import Predictor
-from facescope.inference.results import Estimates
+from facescope import labels
+from facescope.inference.results import AgeEstimate, Estimates
 from facescope.bundles import read_bundle_info, resolve_bundle
 from facescope.bundles.card import write_model_card
 from facescope.faces.crops import build_crops
@@ -63,36 +64,49 @@ def truth_table(records: list[FaceRecord]) -> pd.DataFrame:
     })
 
 
-def prediction_columns(estimates: list[Estimates]) -> pd.DataFrame:
-    """Predictor.estimate_crops' answers as the predictions table's pred_* and p_* columns."""
+def prediction_columns(estimates: list[Estimates], views: dict[str, tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Predictor.estimate_crops' answers as the predictions table's pred_* and p_* columns, one set per
+    output. `views`: output name -> (its taxonomy, a coarser one) to score it in, its probabilities summed
+    over each coarse class's fine ones (a 7-race answer on UTKFace's 5 races)."""
+    views = views or {}
     rows = []
     for estimate in estimates:
-        age, gender, race = estimate.age, estimate.gender, estimate.race
-        rows.append({
-            "pred_gender": gender.label, "pred_race": race.label, "pred_age_bin": age.bin,
-            "pred_age_years": np.nan if age.years is None else age.years,
-            **{f"p_gender_{label}": p for label, p in gender.probs.items()},
-            **{f"p_race_{label}": p for label, p in race.probs.items()},
-            **{f"p_age_bin_{label}": p for label, p in age.bin_probs.items()},
-        })
+        row = {}
+        for name, value in estimate:
+            if isinstance(value, AgeEstimate):
+                row.update({f"pred_{name}_bin": value.bin, f"pred_{name}_years": np.nan if value.years is None else value.years,
+                            **{f"p_{name}_bin_{label}": p for label, p in value.bin_probs.items()}})
+            elif value is not None:
+                probs = value.probs if name not in views else labels.coarse_probabilities(value.probs, *views[name])
+                row.update({f"pred_{name}": max(probs, key=probs.get), **{f"p_{name}_{k}": p for k, p in probs.items()}})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def predictions_table(predictor: Predictor, records: list[FaceRecord],
                       taxonomy: str) -> tuple[pd.DataFrame, dict | None, int]:
     """(table, cross-taxonomy note or None, unreadable images) for records whose races are in `taxonomy`.
-    Races of another taxonomy than the model's are mapped first, so dropped faces are never aligned."""
+    Where the model's races are a finer split of the data's, its answers are scored in the data's
+    taxonomy (their coarse view); where the data's are finer, or another split, the truth is mapped
+    first, so dropped faces are never aligned."""
     if not records:
         raise ValueError("no faces to evaluate: the selected split is empty")
-    truth, cross_taxonomy = truth_table(records), None
-    if taxonomy != predictor.info.race_taxonomy:
-        truth, cross_taxonomy = map_truth_races(truth, taxonomy, predictor.info.race_taxonomy)
+    truth, cross_taxonomy, views = truth_table(records), None, {}
+    model_taxonomy = predictor.info.race_taxonomy
+    if model_taxonomy and taxonomy != model_taxonomy:
+        if (model_taxonomy, taxonomy) in labels.RACE_MAPPINGS:
+            views["race"] = (model_taxonomy, taxonomy)
+            cross_taxonomy = {"source": model_taxonomy, "target": taxonomy, "rows_kept": len(truth), "rows_dropped": 0,
+                              "dropped_by_race": {}, "mapping": labels.RACE_MAPPINGS[(model_taxonomy, taxonomy)],
+                              "mapped": "predictions"}
+        else:
+            truth, cross_taxonomy = map_truth_races(truth, taxonomy, model_taxonomy)
     crops, readable = build_crops([records[i] for i in truth.index], predictor.input_size,
                                   predictor.info.framing).only_found()
     if not len(readable):
         raise ValueError("no face found among the selected images")
     estimates = predictor.estimate_crops(crops)
-    table = pd.concat([truth.iloc[readable].reset_index(drop=True), prediction_columns(estimates)], axis=1)
+    table = pd.concat([truth.iloc[readable].reset_index(drop=True), prediction_columns(estimates, views)], axis=1)
     return table, cross_taxonomy, len(truth) - len(readable)
 
 

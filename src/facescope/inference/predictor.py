@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from facescope import labels
+from facescope.heads import Head
 from facescope.bundles import BundleInfo, LoadedBundle, load_bundle, resolve_bundle
 from facescope.faces import FaceDetector, ImageReadError, Photo, align_face, find_faces, read_photo
 from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD
@@ -83,7 +84,8 @@ class Predictor:
         out = []
         for start in range(0, len(crops), self.batch_size):
             probs = bundle.run(crops[start:start + self.batch_size])
-            out += [_estimates(bundle.info, g, r, a) for g, r, a in zip(probs["gender"], probs["race"], probs["age"])]
+            out += [estimates(bundle.info, {name: values[n] for name, values in probs.items()})
+                    for n in range(len(crops[start:start + self.batch_size]))]
         return out
 
     def predict(self, image: ImageSource, aligned: bool = False, *, channels: Channels = "RGB",
@@ -199,12 +201,10 @@ class Predictor:
 
     def _face(self, face, estimates: list[Estimates]) -> FaceResult:
         box, score, landmarks = face
-        first = estimates[0]
         return FaceResult(
             box=[round(float(v), 1) for v in box], score=round(float(score), 4),
             landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in landmarks],
-            age=first.age, gender=first.gender, race=first.race,
-            by_model={m.info.name: e for m, e in zip(self.models[1:], estimates[1:])},
+            **dict(estimates[0]), by_model={m.info.name: e for m, e in zip(self.models[1:], estimates[1:])},
         )
 
 
@@ -229,22 +229,33 @@ def _name_of(source: ImageSource) -> str:
     return display_name(source) if isinstance(source, (str, Path)) else "image"
 
 
-def _estimates(info: BundleInfo, gender: np.ndarray, race: np.ndarray, age: np.ndarray) -> Estimates:
-    if info.age_mode == "years":
-        years = np.arange(len(age))
-        mean = float((age * years).sum())
-        std = float(np.sqrt((age * (years - mean) ** 2).sum()))
-        bin_probs = np.bincount(_YEAR_TO_BIN, weights=age, minlength=len(labels.AGE_BINS))
+def estimates(info: BundleInfo, probs: dict[str, np.ndarray]) -> Estimates:
+    """One face's answer from each head's probabilities (`probs`, by head name)."""
+    return Estimates(**{head.name: _age(head, probs[head.name]) if head.is_age else _label(head.labels, probs[head.name])
+                        for head in info.heads})
+
+
+def _age(head: Head, probs: np.ndarray) -> AgeEstimate:
+    """The age group is the most likely one; the years are the distribution's mean, kept inside that
+    group's range (a mean of 30.1 under a most likely 20-29 is 29.99), so the two are one decision."""
+    if head.kind == "age_years":
+        years = np.arange(len(probs))
+        mean = float((probs * years).sum())
+        std = float(np.sqrt((probs * (years - mean) ** 2).sum()))
+        bin_probs = np.bincount(_YEAR_TO_BIN, weights=probs, minlength=len(labels.AGE_BINS))
     else:
         mean = std = None
-        bin_probs = age
-    age_estimate = AgeEstimate(
+        bin_probs = probs
+    chosen = int(np.argmax(bin_probs))
+    if mean is not None:
+        _, low, high = labels.AGE_BINS[chosen]
+        mean = min(max(mean, low), high + 1 - 0.01)
+    return AgeEstimate(
         years=None if mean is None else round(mean, 2),
-        bin=labels.AGE_BIN_LABELS[int(np.argmax(bin_probs))],
+        bin=labels.AGE_BIN_LABELS[chosen],
         bin_probs={b: round(float(p), 5) for b, p in zip(labels.AGE_BIN_LABELS, bin_probs)},
         years_std=None if std is None else round(std, 2),
     )
-    return Estimates(age=age_estimate, gender=_label(labels.GENDERS, gender), race=_label(info.race_labels, race))
 
 
 def _label(names: tuple[str, ...], probs: np.ndarray) -> LabelEstimate:

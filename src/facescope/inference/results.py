@@ -6,12 +6,17 @@ them in its OpenAPI page.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _absent(value) -> bool:
+    return value is None
 
 
 class AgeEstimate(BaseModel):
-    years: float | None = Field(description="expected age in years (None for a model trained on bins only)")
-    bin: str = Field(description="most likely of the 9 FairFace age bins")
+    years: float | None = Field(description="expected age in years, kept inside `bin`'s range so that the two "
+                                "never disagree (None for a model trained on age groups only)")
+    bin: str = Field(description="most likely of the 9 FairFace age groups")
     bin_probs: dict[str, float]
     years_std: float | None = Field(default=None, description="spread of the age distribution: an uncertainty")
 
@@ -22,9 +27,15 @@ class LabelEstimate(BaseModel):
 
 
 class Estimates(BaseModel):
-    age: AgeEstimate
-    gender: LabelEstimate
-    race: LabelEstimate
+    """One model's answer for one face: one entry per output the model declares (facescope.heads), under
+    the output's name. `age`, `gender` and `race` are the usual three; a model without one leaves it out,
+    and a further output appears under its own name with the same shape (labels and probabilities)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    age: AgeEstimate | None = Field(default=None, exclude_if=_absent)
+    gender: LabelEstimate | None = Field(default=None, exclude_if=_absent)
+    race: LabelEstimate | None = Field(default=None, exclude_if=_absent)
 
 
 class FaceResult(Estimates):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facescope import labels
 from facescope.bundles.contract import BundleInfo, ModelInput, ModelOutput, load_bundle
 from facescope.faces.align import Framing
 from facescope.model.network import BACKBONES, MultiTaskNet, ProbabilityNet
@@ -39,7 +40,7 @@ def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool =
     example = torch.zeros(2, 3, input_size, input_size)
     torch.onnx.export(
         probabilities, (example,), str(path), input_names=[INPUT_NAME],
-        output_names=["gender", "race", "age"], dynamic_axes={INPUT_NAME: {0: "batch"}},
+        output_names=[head.name for head in model.outputs], dynamic_axes={INPUT_NAME: {0: "batch"}},
         opset_version=17, dynamo=False,
     )
     return path
@@ -70,18 +71,18 @@ def export_bundle(model: MultiTaskNet, folder: Path, checkpoint: dict, name: str
             float_graph = export_onnx(model, Path(scratch) / "float.onnx", input_size, mirror)
             quantization = quantize_graph(float_graph, folder / "model.onnx", calibration_crops, model_input)
     datasets = checkpoint.get("provenance", [])
+    taxonomies = [head.taxonomy for head in model.outputs if head.taxonomy not in (None, labels.GENDER.name)]
     info = BundleInfo(
-        name=name or f"facescope-{model.backbone_name}-{model.race_taxonomy}",
+        name=name or "-".join(["facescope", model.backbone_name, *taxonomies]),
         backbone=model.backbone_name,
         licence=bundle_licence(datasets, BACKBONES[model.backbone_name].pretraining_terms),
         framing=Framing.from_json(checkpoint["framing"]),
         input=model_input,
-        outputs=(ModelOutput("gender", "gender"), ModelOutput("race", "race", taxonomy=model.race_taxonomy),
-                 ModelOutput("age", "age", age_mode=model.age_mode)),
+        outputs=tuple(ModelOutput(head.name, head) for head in model.outputs),
         training_data={"datasets": datasets, "recipe": checkpoint.get("recipe", [])},
         test_time_mirror=mirror,
         quantization=quantization,
-        limitations=LIMITATIONS + ((UTKFACE_OTHERS,) if model.race_taxonomy == "utkface5" else ()),
+        limitations=LIMITATIONS + ((UTKFACE_OTHERS,) if "utkface5" in taxonomies else ()),
     )
     (folder / "model.json").write_text(info.to_json())
     load_bundle(folder)  # what was written must pass the same checks as any bundle a user loads

@@ -1,16 +1,16 @@
-"""The multi-task network: one backbone, three heads (gender, race, age).
+"""The multi-task network: one backbone, one linear head per declared output (facescope.heads).
 
 Each backbone declares the input it expects (`Backbone.input`: colour order, mean, std per channel of
 0..255 pixels), the way torchvision's weights declare their transforms. The network takes its input
 already in that convention (`to_network_input` makes it from RGB crops); the exported bundle declares
 it, and the predictor applies it (facescope.bundles.contract.ModelInput.prepare).
-Output (`forward`): a dict of logits; `ProbabilityNet` turns them into what the bundle exports.
+Output (`forward`): a dict of logits by head name; `ProbabilityNet` turns them into what the bundle exports.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +18,8 @@ import torch
 import torchvision
 from torch import nn
 
-from facescope import labels
 from facescope.bundles.contract import ModelInput
+from facescope.heads import Head
 from facescope.model.faceres import FACERES_INPUT, FaceResFeatures
 
 log = logging.getLogger(__name__)
@@ -125,37 +125,26 @@ def build_feature_extractor(name: str, pretrained: bool = True) -> tuple[nn.Modu
 
 
 class MultiTaskNet(nn.Module):
-    """Backbone + gender (2), race (the taxonomy's classes) and age heads. Input: N x 3 x S x S in the
-    backbone's convention (`input_spec`; `to_network_input` makes it from RGB 0..255).
+    """Backbone + one linear head per declared output (`heads`, in order). Input: N x 3 x S x S in the
+    backbone's convention (`input_spec`; `to_network_input` makes it from RGB 0..255)."""
 
-    The age head is a distribution over whole years 0..MAX_AGE where the data has exact ages
-    (`age_mode="years"`), or over the 9 FairFace bins where it only has bins (`age_mode="bins"`).
-    """
-
-    def __init__(self, backbone: str, race_taxonomy: str, age_mode: str = "years", pretrained: bool = True,
-                 dropout: float = 0.2):
+    def __init__(self, backbone: str, heads: Sequence[Head], pretrained: bool = True, dropout: float = 0.2):
         super().__init__()
-        if age_mode not in ("years", "bins"):
-            raise ValueError("age_mode is 'years' or 'bins'")
-        self.backbone_name, self.race_taxonomy, self.age_mode = backbone, race_taxonomy, age_mode
+        if not heads or len({h.name for h in heads}) != len(heads):
+            raise ValueError(f"a network needs at least one head and unique head names, not {[h.name for h in heads]}")
+        self.backbone_name, self.outputs = backbone, tuple(heads)
         self.features, width = build_feature_extractor(backbone, pretrained)
         self.input_spec = BACKBONES[backbone].input
         self.dropout = nn.Dropout(dropout)
-        self.gender_head = nn.Linear(width, len(labels.GENDERS))
-        self.race_head = nn.Linear(width, len(labels.taxonomy(race_taxonomy).labels))
-        self.age_head = nn.Linear(width, labels.MAX_AGE + 1 if age_mode == "years" else len(labels.AGE_BINS))
+        self.heads = nn.ModuleDict({head.name: nn.Linear(width, len(head.labels)) for head in heads})
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.dropout(self.features(images))
-        return {
-            "gender": self.gender_head(features),
-            "race": self.race_head(features),
-            "age": self.age_head(features),
-        }
+        return {name: layer(features) for name, layer in self.heads.items()}
 
 
 class ProbabilityNet(nn.Module):
-    """What the bundle exports: softmax probabilities as a tuple (gender, race, age) for ONNX; with
+    """What the bundle exports: each head's softmax probabilities, a tuple in head order for ONNX; with
     `mirror`, averaged with those of the mirrored crop (test-time flip: a little more accurate, twice
     the network's work)."""
 
@@ -164,11 +153,9 @@ class ProbabilityNet(nn.Module):
         self.network = network
         self.mirror = mirror
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.mirror:
-            logits = self.network(images)
-            return logits["gender"].softmax(1), logits["race"].softmax(1), logits["age"].softmax(1)
+            return tuple(logits.softmax(1) for logits in self.network(images).values())
         both = self.network(torch.cat([images, torch.flip(images, dims=[3])]))
         n = images.shape[0]
-        probs = {k: (v[:n].softmax(1) + v[n:].softmax(1)) / 2 for k, v in both.items()}
-        return probs["gender"], probs["race"], probs["age"]
+        return tuple((v[:n].softmax(1) + v[n:].softmax(1)) / 2 for v in both.values())

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facescope import labels
 from facescope.data import FaceRecord, detect_format, load_dataset
 from facescope.data.loaders import FORMATS
 from facescope.data.splits import SPLITS, assign_splits, write_split_manifest
 from facescope.faces.align import Framing
 from facescope.faces.crops import build_crops
-from facescope.paths import data_root
+from facescope.heads import Head
+from facescope.paths import cache_dir, data_root
 from facescope.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -27,17 +29,34 @@ log = logging.getLogger(__name__)
 class TrainingData:
     records: list[FaceRecord]
     splits: list[str]  # each record's split: train / val / test
-    taxonomy: str  # the race taxonomy of the records that have a race
     mix: dict[str, float]  # data set -> its weight in each batch (empty: in proportion to size)
 
     def indices(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.splits) if s == split]
 
-    @property
-    def age_mode(self) -> str:
-        """'years' where every record with an age label has it in years, else 'bins'."""
-        aged = [r for r in self.records if r.age_bin is not None]
-        return "years" if all(r.age_years is not None for r in aged) else "bins"
+    def heads(self, index: list[int]) -> tuple[Head, ...]:
+        """The outputs the records at `index` can teach, and only those: gender where any has a gender;
+        race in the finest taxonomy that every race label maps onto (FairFace's 7 teach with UTKFace's 5);
+        age as a distribution over years where any has an exact age (age groups then teach it too), over
+        the 9 age groups where all have groups only."""
+        records = [self.records[i] for i in index]
+        heads = []
+        if any(r.gender for r in records):
+            heads.append(Head("gender", "label", labels.GENDER.name))
+        races = {r.taxonomy for r in records if r.race is not None}
+        if races:
+            finest = [t for t in sorted(races) if all(o == t or (t, o) in labels.RACE_MAPPINGS for o in races)]
+            if not finest:
+                raise ValueError(f"the data sets' races are in taxonomies {sorted(races)}, and none of them is a "
+                                 "finer split of the others: no one race head can learn from them all")
+            heads.append(Head("race", "label", finest[0]))
+        if any(r.age_years is not None for r in records):
+            heads.append(Head("age", "age_years"))
+        elif any(r.age_bin is not None for r in records):
+            heads.append(Head("age", "age_bins"))
+        if not heads:
+            raise ValueError("the training records carry no gender, race or age label: nothing to learn")
+        return tuple(heads)
 
     def provenance(self) -> list[dict]:
         """Per data set: its name, title, licence and counts (per split; the training split by label)."""
@@ -71,19 +90,22 @@ class TrainingData:
             for r in (self.records[i] for i in index)
         ])
 
-    def sample_weights(self, index: list[int], balance_groups: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Per-sample draw weights (mean 1) giving each data set its share of `mix`, times the race x
-        gender group weights when given; None where plain shuffling already does (no mix, no balance)."""
-        if not self.mix and balance_groups is None:
+    def sample_weights(self, index: list[int], balance: str = "none") -> torch.Tensor | None:
+        """Per-sample draw weights (mean 1): each data set drawn with its share of `mix` (default: in
+        proportion to its size), and within a data set each balancing group equally often: race x gender
+        groups (`balance` "sampler") or genders ("gender_sampler"). None where plain shuffling already does."""
+        keys = {"sampler": lambda r: (r.race, r.gender), "gender_sampler": lambda r: r.gender}.get(balance)
+        if not self.mix and keys is None:
             return None
-        weights = torch.ones(len(index))
-        if self.mix:
-            sizes = Counter(self.records[i].dataset for i in index)
-            total = sum(self.mix.get(name, 0.0) for name in sizes)
-            weights = torch.tensor([self.mix.get(self.records[i].dataset, 0.0) / total / sizes[self.records[i].dataset]
-                                    for i in index])
-        if balance_groups is not None:
-            weights = weights * balance_groups
+        records = [self.records[i] for i in index]
+        sizes = Counter(r.dataset for r in records)
+        shares = {name: (self.mix.get(name, 0.0) if self.mix else size) for name, size in sizes.items()}
+        groups = Counter((r.dataset, keys(r)) for r in records) if keys else Counter(r.dataset for r in records)
+        per_dataset = Counter(dataset for dataset, _ in groups) if keys else Counter(dict.fromkeys(sizes, 1))
+        weights = torch.tensor([
+            shares[r.dataset] / per_dataset[r.dataset] / groups[(r.dataset, keys(r)) if keys else r.dataset]
+            for r in records
+        ])
         return weights / weights.mean()
 
 
@@ -105,7 +127,8 @@ def data_sources(config: TrainConfig) -> list[tuple[Path, float | None]]:
     sources = []
     for entry in entries:
         path, weight = (entry.get("path"), entry.get("weight")) if isinstance(entry, dict) else (entry, None)
-        sources.append((Path(str(path).replace("${FACESCOPE_DATA}", str(data_root()))), weight))
+        path = str(path).replace("${FACESCOPE_DATA}", str(data_root())).replace("${FACESCOPE_CACHE}", str(cache_dir()))
+        sources.append((Path(path), weight))
     return sources
 
 
@@ -126,9 +149,5 @@ def prepare_data(config: TrainConfig, run_splits: Path) -> TrainingData:
             records += dataset.records
             # Each data set on its own: adding one never moves another's records between splits.
             splits += assign_splits(dataset.records, config.val_fraction, config.test_fraction, config.seed)
-    taxonomies = {r.taxonomy for r in records if r.race is not None}
-    if len(taxonomies) > 1:
-        raise ValueError(f"the data sets' races are in different taxonomies {sorted(taxonomies)}: one race head needs one")
-    taxonomy = taxonomies.pop() if taxonomies else "utkface5"
     write_split_manifest(records, splits, run_splits)
-    return TrainingData(records, splits, taxonomy, mix)
+    return TrainingData(records, splits, mix)

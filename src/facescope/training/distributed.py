@@ -104,7 +104,7 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class DistributedNet(DistributedDataParallel):
-    """DDP that also answers the network's own attributes (features, age_mode, input_spec, ...), so the
+    """DDP that also answers the network's own attributes (features, outputs, input_spec, ...), so the
     training loop uses one model object whether or not it is distributed."""
 
     def __getattr__(self, name):

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from facescope import labels
 from facescope.data.records import FaceRecord
+from facescope.heads import Head
 from facescope.faces.align import CANONICAL, Framing
 from facescope.faces.crops import build_crops
 from facescope.model.network import BACKBONES, MultiTaskNet, to_network_input
@@ -40,28 +42,39 @@ __all__ = ["Targets", "multitask_loss", "training_step", "validate", "train", "l
 
 @dataclass
 class Targets:
-    """Per-record label indices as tensors; -1 where a record lacks that label."""
+    """Per-record truths as tensors. `masks`: for each label head, N x classes booleans marking the classes
+    a record's label stands for (one where the label is in the head's taxonomy, several where it is in a
+    coarser one, none where the record has no label). Ages: years (-1 where unknown) and the age group's
+    index (-1 where unknown). `group`: the race x gender group, for balancing."""
 
-    gender: torch.Tensor
-    race: torch.Tensor
-    age_years: torch.Tensor  # float, -1 where unknown
+    masks: dict[str, torch.Tensor]
+    age_years: torch.Tensor
     age_bin: torch.Tensor
-    group: torch.Tensor  # race x gender group index, for balancing
+    group: torch.Tensor
 
     @classmethod
-    def from_records(cls, records: list[FaceRecord], taxonomy: str) -> "Targets":
-        races = labels.taxonomy(taxonomy)
-        gender = [labels.GENDERS.index(r.gender) if r.gender else -1 for r in records]
-        race = [races.index(r.race) if r.race else -1 for r in records]
+    def from_records(cls, records: list[FaceRecord], heads: tuple[Head, ...]) -> "Targets":
+        masks = {}
+        for head in heads:
+            if head.kind != "label":
+                continue
+            mask = torch.zeros(len(records), len(head.labels), dtype=torch.bool)
+            for row, record in enumerate(records):
+                label = getattr(record, head.learns_from)
+                if label is not None:
+                    taxonomy = labels.GENDER.name if head.learns_from == "gender" else record.taxonomy
+                    mask[row, labels.fine_classes(label, taxonomy, head.taxonomy)] = True
+            masks[head.name] = mask
         age = [min(r.age_years, labels.MAX_AGE) if r.age_years is not None else -1.0 for r in records]
         age_bin = [labels.AGE_BIN_LABELS.index(r.age_bin) if r.age_bin else -1 for r in records]
-        group = [max(rc, 0) * len(labels.GENDERS) + max(g, 0) for rc, g in zip(race, gender)]
-        return cls(torch.tensor(gender), torch.tensor(race), torch.tensor(age, dtype=torch.float32),
-                   torch.tensor(age_bin), torch.tensor(group))
+        groups = [(r.taxonomy, r.race, r.gender) for r in records]
+        ids = {key: n for n, key in enumerate(sorted(set(groups), key=str))}
+        return cls(masks, torch.tensor(age, dtype=torch.float32), torch.tensor(age_bin),
+                   torch.tensor([ids[key] for key in groups]))
 
     def take(self, index: torch.Tensor, device: str = "cpu") -> "Targets":
-        return Targets(*(getattr(self, f)[index].to(device)
-                         for f in ("gender", "race", "age_years", "age_bin", "group")))
+        return Targets({name: mask[index].to(device) for name, mask in self.masks.items()},
+                       self.age_years[index].to(device), self.age_bin[index].to(device), self.group[index].to(device))
 
 
 def group_weights(groups: torch.Tensor) -> torch.Tensor:
@@ -71,9 +84,43 @@ def group_weights(groups: torch.Tensor) -> torch.Tensor:
     return weights / weights.mean()
 
 
-def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: TrainConfig,
-                   age_mode: str, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Sum of the three heads' losses (each averaged over the samples that have that label)."""
+_BIN_OF_YEAR = torch.tensor(labels.year_to_bin_index())
+
+
+def label_loss(logits: torch.Tensor, mask: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Per sample: minus the log of the probability of the classes the label stands for (cross-entropy
+    for one class; a coarse label's likelihood is the sum of its fine classes'), label-smoothed as
+    PyTorch's cross-entropy is; 0 where the sample has no label."""
+    log_probs = logits.float().log_softmax(1)
+    known = mask.any(1)
+    nll = -torch.logsumexp(log_probs.masked_fill(~mask, -math.inf), 1)
+    per_sample = (1 - smoothing) * nll - smoothing * log_probs.mean(1)
+    return torch.where(known, per_sample, torch.zeros_like(per_sample))
+
+
+def age_years_loss(logits: torch.Tensor, targets: Targets, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-sample loss, which samples have an age) for a distribution over whole years. Exact ages:
+    label distribution learning (a Gaussian around the true age, so neighbouring years are "nearly
+    right") plus the expected age's absolute error. Age groups only (FairFace): minus the log of the
+    probability mass inside the group."""
+    years = torch.arange(logits.shape[1], dtype=torch.float32, device=logits.device)
+    log_probs = logits.float().log_softmax(1)
+    exact = targets.age_years >= 0
+    soft = torch.exp(-0.5 * ((years[None] - targets.age_years[:, None]) / config.age_sigma) ** 2)
+    soft = soft / soft.sum(1, keepdim=True)
+    distribution = -(soft * log_probs).sum(1)
+    l1 = ((log_probs.exp() * years[None]).sum(1) - targets.age_years).abs()
+    in_bin = _BIN_OF_YEAR.to(logits.device)[None] == targets.age_bin[:, None]
+    binned = (~exact) & (targets.age_bin >= 0)
+    bin_nll = -torch.logsumexp(log_probs.masked_fill(~in_bin, -math.inf), 1)
+    per_sample = torch.where(exact, distribution + config.age_l1_weight * l1,
+                             torch.where(binned, bin_nll, torch.zeros_like(bin_nll)))
+    return per_sample, exact | binned
+
+
+def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: TrainConfig, heads: tuple[Head, ...],
+                   weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum of the heads' losses (each averaged over the samples that have that head's label)."""
     parts: dict[str, torch.Tensor] = {}
 
     def mean(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -81,27 +128,17 @@ def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: T
         # The global batch's denominator: under DDP the averaged gradients are the single-process ones.
         return (per_sample * w).sum() / distributed.global_denominator(w.sum()).clamp(min=1e-6)
 
-    for task in ("gender", "race"):
-        target = getattr(targets, task)
-        mask = target >= 0
-        per_sample = F.cross_entropy(outputs[task], target.clamp(min=0), reduction="none",
-                                     label_smoothing=config.label_smoothing)
-        parts[task] = mean(per_sample, mask)
-    if age_mode == "years":
-        mask = targets.age_years >= 0
-        years = torch.arange(labels.MAX_AGE + 1, dtype=torch.float32, device=outputs["age"].device)
-        # Label distribution learning: the target is a Gaussian around the true age, not one class,
-        # so neighbouring years are "nearly right" and the expected value is a sensible estimate.
-        soft = torch.exp(-0.5 * ((years[None] - targets.age_years[:, None]) / config.age_sigma) ** 2)
-        soft = soft / soft.sum(1, keepdim=True)
-        log_probs = outputs["age"].float().log_softmax(1)
-        distribution = -(soft * log_probs).sum(1)
-        expected = (log_probs.exp() * years[None]).sum(1)
-        l1 = (expected - targets.age_years).abs()
-        parts["age"] = mean(distribution + config.age_l1_weight * l1, mask)
-    else:
-        mask = targets.age_bin >= 0
-        parts["age"] = mean(F.cross_entropy(outputs["age"], targets.age_bin.clamp(min=0), reduction="none"), mask)
+    for head in heads:
+        logits = outputs[head.name]
+        if head.kind == "label":
+            mask = targets.masks[head.name]
+            parts[head.name] = mean(label_loss(logits, mask, config.label_smoothing), mask.any(1))
+        elif head.kind == "age_years":
+            parts[head.name] = mean(*age_years_loss(logits, targets, config))
+        else:
+            known = targets.age_bin >= 0
+            per_sample = F.cross_entropy(logits, targets.age_bin.clamp(min=0), reduction="none")
+            parts[head.name] = mean(per_sample, known)
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -109,6 +146,14 @@ def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: T
 def expected_years(age_logits: torch.Tensor) -> torch.Tensor:
     years = torch.arange(age_logits.shape[1], dtype=torch.float32, device=age_logits.device)
     return (age_logits.float().softmax(1) * years).sum(1)
+
+
+def age_bin_probabilities(head: Head, logits: torch.Tensor) -> torch.Tensor:
+    """N x 9 age-group probabilities of an age head."""
+    probs = logits.float().softmax(1)
+    if head.kind == "age_bins":
+        return probs
+    return torch.zeros(len(probs), len(labels.AGE_BINS)).index_add_(1, _BIN_OF_YEAR, probs)
 
 
 def _to_images(crops: np.ndarray, index: np.ndarray) -> torch.Tensor:
@@ -127,7 +172,7 @@ def training_step(model: MultiTaskNet, optimizer: torch.optim.Optimizer, images:
     """One optimisation step on a batch already on the model's device and in its memory layout;
     returns the loss and its per-head parts."""
     with _autocast(images.device.type):
-        loss, parts = multitask_loss(model(images), targets, config, model.age_mode, weights)
+        loss, parts = multitask_loss(model(images), targets, config, model.outputs, weights)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -137,33 +182,43 @@ def training_step(model: MultiTaskNet, optimizer: torch.optim.Optimizer, images:
 @torch.no_grad()
 def validate(model: MultiTaskNet, crops: np.ndarray, targets: Targets, config: TrainConfig, device: str = "cpu",
              datasets: np.ndarray | None = None) -> dict[str, float]:
-    """Validation loss and figures, overall and (given each crop's data set) per data set."""
+    """Validation loss and figures, overall and (given each crop's data set) per data set: a label head's
+    accuracy (the answer is right when it is one of the classes the label stands for), an age head's
+    mean absolute error in years and age-group accuracy."""
     model.eval()
     loss_sum = 0.0
-    outputs: dict[str, list[torch.Tensor]] = {"gender": [], "race": [], "age": []}
+    outputs: dict[str, list[torch.Tensor]] = {head.name: [] for head in model.outputs}
     for start in range(0, len(crops), 256):
         index = np.arange(start, min(start + 256, len(crops)))
         with _autocast(device):
             batch = model(network_input(model, _to_images(crops, index), device))
-        loss, _ = multitask_loss(batch, targets.take(torch.from_numpy(index), device), config, model.age_mode)
+        loss, _ = multitask_loss(batch, targets.take(torch.from_numpy(index), device), config, model.outputs)
         loss_sum += float(loss) * len(index)
-        for task in outputs:
-            outputs[task].append(batch[task].float().cpu())
-    logits = {task: torch.cat(parts) for task, parts in outputs.items()}
+        for name in outputs:
+            outputs[name].append(batch[name].float().cpu())
+    logits = {name: torch.cat(parts) for name, parts in outputs.items()}
     result = {"loss": loss_sum / max(1, len(crops))}
     groups = {"": np.ones(len(crops), dtype=bool)}
     if datasets is not None and len(set(datasets)) > 1:
         groups.update({f"{name}_": datasets == name for name in sorted(set(datasets))})
     for prefix, member in groups.items():
         member = torch.from_numpy(member)
-        for task in ("gender", "race"):
-            target = getattr(targets, task)
-            mask = (target >= 0) & member
-            if mask.any():
-                result[f"{prefix}{task}_accuracy"] = float((logits[task].argmax(1)[mask] == target[mask]).float().mean())
-        mask = (targets.age_years >= 0) & member
-        if model.age_mode == "years" and mask.any():
-            result[f"{prefix}age_mae"] = float((expected_years(logits["age"])[mask] - targets.age_years[mask]).abs().mean())
+        for head in model.outputs:
+            if head.kind == "label":
+                mask = targets.masks[head.name]
+                known = mask.any(1) & member
+                if known.any():
+                    right = mask.gather(1, logits[head.name].argmax(1, keepdim=True))[:, 0]
+                    result[f"{prefix}{head.name}_accuracy"] = float(right[known].float().mean())
+                continue
+            exact = (targets.age_years >= 0) & member
+            if head.kind == "age_years" and exact.any():
+                error = expected_years(logits[head.name])[exact] - targets.age_years[exact]
+                result[f"{prefix}{head.name}_mae"] = float(error.abs().mean())
+            binned = (targets.age_bin >= 0) & member
+            if binned.any():
+                right = age_bin_probabilities(head, logits[head.name]).argmax(1) == targets.age_bin
+                result[f"{prefix}{head.name}_bin_accuracy"] = float(right[binned].float().mean())
     return result
 
 
@@ -201,10 +256,13 @@ def _lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> fl
 
 
 def training_crops(data: TrainingData, split: str, size: int, framing: Framing,
-                   limit: int | None = None) -> tuple[list[int], np.ndarray]:
-    """(record indices, their crops) of a split's faces found by the face pipeline; faces not found or
-    unreadable are counted in the log and left out."""
-    index = data.indices(split)[:limit]
+                   limit: int | None = None, seed: int = 0) -> tuple[list[int], np.ndarray]:
+    """(record indices, their crops) of a split's faces found by the face pipeline (with `limit`, of a
+    seeded sample of that many across the split); faces not found or unreadable are counted in the log
+    and left out."""
+    index = data.indices(split)
+    if limit is not None and limit < len(index):
+        index = sorted(random.Random(seed).sample(index, limit))
     aligned = build_crops([data.records[i] for i in index], size, framing)
     crops, found = aligned.only_found()
     log.info("%s crops: %s", split, aligned.outcomes)
@@ -246,17 +304,19 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
 
         # Step 2, crops: each split's faces through the face pipeline (cached).
         limit = config.max_images
-        train_index, train_crops = training_crops(data, "train", input_size, framing, limit)
-        val_index, val_crops = training_crops(data, "val", input_size, framing, max(32, limit // 4) if limit else None)
-    train_targets = Targets.from_records([data.records[i] for i in train_index], data.taxonomy)
-    val_targets = Targets.from_records([data.records[i] for i in val_index], data.taxonomy)
+        train_index, train_crops = training_crops(data, "train", input_size, framing, limit, config.seed)
+        val_index, val_crops = training_crops(data, "val", input_size, framing, max(32, limit // 4) if limit else None,
+                                              config.seed)
+    heads = data.heads(train_index)
+    train_targets = Targets.from_records([data.records[i] for i in train_index], heads)
+    val_targets = Targets.from_records([data.records[i] for i in val_index], heads)
     val_datasets = np.array([data.records[i].dataset for i in val_index])
-    log.info("data %s: %d train, %d val faces, taxonomy %s, age head %s, input %d px",
-             config.data or config.splits, len(train_index), len(val_index), data.taxonomy, data.age_mode, input_size)
+    log.info("data %s: %d train, %d val faces, heads %s, input %d px", config.data or config.splits,
+             len(train_index), len(val_index), ", ".join(f"{h.name} ({h.taxonomy or h.kind})" for h in heads), input_size)
 
-    # Step 3, model: pretrained backbone and new heads, or a checkpoint's weights.
+    # Step 3, model: pretrained backbone and new heads, or a checkpoint's (or a bundle's) weights.
     device = distributed.device()
-    model = MultiTaskNet(config.backbone, data.taxonomy, data.age_mode, pretrained=config.pretrained and not config.init)
+    model = MultiTaskNet(config.backbone, heads, pretrained=config.pretrained and not config.init)
     earlier_recipe = start_from(model, Path(config.init)).get("recipe", []) if config.init and not resume else []
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW([
@@ -271,10 +331,10 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
 
     # Step 4, loop (with step 5, checkpoints after every epoch).
     common = {
-        "backbone": config.backbone, "race_taxonomy": data.taxonomy, "age_mode": data.age_mode,
+        "backbone": config.backbone, "heads": [head.to_json() for head in heads],
         "input_size": input_size, "framing": framing.to_json(), "provenance": data.provenance(),
     }
-    sample_weights = data.sample_weights(train_index, group_weights(train_targets.group) if config.balance == "sampler" else None)
+    sample_weights = data.sample_weights(train_index, config.balance)
     loss_weights = None
     if config.balance == "loss":
         loss_weights = group_weights(train_targets.group)
@@ -304,10 +364,15 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool) -> Path:
 
     model, checkpoint = load_trained_model(run.best)
     bundle = export_bundle(model, run.bundle, checkpoint)
-    if data.indices("test"):
-        from facescope.evaluation.run import run_evaluation
+    # Each data set's test split on its own (their race labels may be in different taxonomies).
+    from facescope.data.splits import write_split_manifest
+    from facescope.evaluation.run import run_evaluation
 
-        run_evaluation(bundle, run.splits, split="test", output=run.evaluation, update_bundle=True,
+    for name in sorted({data.records[i].dataset for i in data.indices("test")}):
+        index = [i for i in range(len(data.records)) if data.records[i].dataset == name]
+        manifest = write_split_manifest([data.records[i] for i in index], [data.splits[i] for i in index],
+                                        run.root / f"splits-{name}.csv")
+        run_evaluation(bundle, manifest, split="test", output=run.evaluation / name, update_bundle=True,
                        limit=max(32, limit // 4) if limit else None)
     return bundle
 

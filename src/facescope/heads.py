@@ -1,0 +1,67 @@
+"""What a model answers, declared once: one `Head` per output.
+
+A head has a name (its key in every answer: `age`, `gender`, `race`, or a new output's own), a kind, and
+for a label head the taxonomy of its classes (facescope.labels). The network builds one linear layer per
+head, the loss learns each head from the record field its `truth` names, the bundle lists its heads,
+and the predictor, results, CSV, drawing, API and page loop over them. A new output is one declaration.
+
+Kinds:
+- "label": probabilities over a taxonomy's labels. A record's label in a coarser taxonomy teaches it
+  through the taxonomy mapping (labels.fine_classes).
+- "age_years": a distribution over whole years 0..MAX_AGE; the 9 age groups are sums over it, so an
+  age-group label (FairFace) teaches it through the probability mass inside its group.
+- "age_bins": a distribution over the 9 age groups only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from facescope import labels
+
+KINDS = ("label", "age_years", "age_bins")
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str
+    kind: str
+    taxonomy: str | None = None  # label heads: the taxonomy of the classes (labels.taxonomy)
+    truth: str | None = None  # the FaceRecord field it learns from (`gender`, `race`, `age`); default: its name
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"head {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+        if (self.kind == "label") != (self.taxonomy is not None):
+            raise ValueError(f"head {self.name!r}: a label head names its taxonomy, an age head none")
+        if self.taxonomy is not None:
+            labels.taxonomy(self.taxonomy)  # raises for an unknown one
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The classes of the head's output, in order."""
+        if self.kind == "label":
+            return labels.taxonomy(self.taxonomy).labels
+        if self.kind == "age_years":
+            return tuple(str(year) for year in range(labels.MAX_AGE + 1))
+        return labels.AGE_BIN_LABELS
+
+    @property
+    def learns_from(self) -> str:
+        return self.truth or self.name
+
+    @property
+    def is_age(self) -> bool:
+        return self.kind != "label"
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, values: dict) -> "Head":
+        return cls(**values)
+
+
+def standard_heads(race_taxonomy: str = "fairface7", age: str = "age_years") -> tuple[Head, ...]:
+    """The three outputs every facescope model has had: gender, race (in `race_taxonomy`) and age."""
+    return (Head("gender", "label", labels.GENDER.name), Head("race", "label", race_taxonomy), Head("age", age))

@@ -1,0 +1,108 @@
+"""Outputs as data: heads declared once, coarse labels teaching fine heads, age groups teaching ages in years."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from facescope import labels  # noqa: E402
+from facescope.data.records import FaceRecord  # noqa: E402
+from facescope.heads import Head, standard_heads  # noqa: E402
+from facescope.training.config import TrainConfig  # noqa: E402
+from facescope.training.data import TrainingData  # noqa: E402
+from facescope.training.train import Targets, age_bin_probabilities, multitask_loss  # noqa: E402
+
+NO_SMOOTHING = TrainConfig(label_smoothing=0.0)
+
+
+def _record(**labels_) -> FaceRecord:
+    values = {"age_years": None, "age_bin": None, "gender": None, "race": None, "taxonomy": "utkface5"}
+    values.update(labels_)
+    return FaceRecord(source="x.jpg", original="x.jpg", **values)
+
+
+def _gradient(head: Head, record: FaceRecord, logits: torch.Tensor, config: TrainConfig = NO_SMOOTHING) -> torch.Tensor:
+    """The gradient of the head's loss for `record` with respect to its logits."""
+    logits = logits.clone().requires_grad_(True)
+    loss, _ = multitask_loss({head.name: logits}, Targets.from_records([record], (head,)), config, (head,))
+    loss.backward()
+    return logits.grad[0]
+
+
+def _step(head: Head, record: FaceRecord, logits: torch.Tensor, rate: float = 0.5) -> torch.Tensor:
+    """The head's probabilities after one gradient step on its loss for `record`."""
+    return (logits - rate * _gradient(head, record, logits)).softmax(1)[0]
+
+
+def test_a_utkface_asian_face_moves_east_and_southeast_asian_together_and_no_other():
+    head = Head("race", "label", "fairface7")
+    asian = [head.labels.index("East Asian"), head.labels.index("Southeast Asian")]
+    others = [i for i in range(7) if i not in asian]
+    torch.manual_seed(0)
+    for logits in (torch.zeros(1, 7), torch.randn(1, 7)):
+        gradient = _gradient(head, _record(race="Asian", taxonomy="utkface5"), logits)
+        assert (gradient[asian] < 0).all() and (gradient[others] > 0).all()  # both fine classes up, every other down
+        before, after = logits.softmax(1)[0], _step(head, _record(race="Asian", taxonomy="utkface5"), logits)
+        assert after[asian].sum() > before[asian].sum() + 0.01
+    gradient = _gradient(head, _record(race="Asian", taxonomy="utkface5"), torch.zeros(1, 7))
+    assert gradient[asian[0]] == gradient[asian[1]]  # no preference between the two: the label names neither
+    # The same face labelled in FairFace's own taxonomy teaches one class only.
+    gradient = _gradient(head, _record(race="East Asian", taxonomy="fairface7"), torch.zeros(1, 7))
+    assert gradient[asian[0]] < 0 and gradient[asian[1]] > 0
+
+
+def test_a_fine_label_teaches_only_its_own_class():
+    head = Head("race", "label", "fairface7")
+    logits = torch.zeros(1, 7)
+    after = _step(head, _record(race="Southeast Asian", taxonomy="fairface7"), logits)
+    assert int(after.argmax()) == head.labels.index("Southeast Asian")
+    assert after[head.labels.index("East Asian")] < 1 / 7
+
+
+def test_an_age_group_teaches_the_years_inside_it():
+    head = Head("age", "age_years")
+    logits = torch.zeros(1, labels.MAX_AGE + 1)
+    after = _step(head, _record(age_bin="30-39"), logits, rate=20.0)
+    inside = after[30:40]
+    assert inside.sum() > 10 / 101 + 0.05  # more mass inside the group
+    assert torch.allclose(inside, inside[0].expand(10))  # spread evenly: a group says nothing about the year
+    assert torch.allclose(after[:30], after[0].expand(30))
+    bins = age_bin_probabilities(head, after[None].log())
+    assert labels.AGE_BIN_LABELS[int(bins.argmax())] == "30-39"
+
+
+def test_an_exact_age_wins_over_its_group_and_missing_labels_teach_nothing():
+    heads = standard_heads("fairface7")
+    records = [_record(age_years=34.0, age_bin="30-39", gender="Female"), _record()]
+    targets = Targets.from_records(records, heads)
+    assert targets.masks["race"].any(1).tolist() == [False, False]
+    assert targets.masks["gender"][:, labels.GENDERS.index("Female")].tolist() == [True, False]
+    outputs = {h.name: torch.zeros(2, len(h.labels), requires_grad=True) for h in heads}
+    loss, parts = multitask_loss(outputs, targets, NO_SMOOTHING, heads)
+    loss.backward()
+    assert parts["race"] == 0 and outputs["race"].grad.abs().sum() == 0
+    assert outputs["age"].grad[1].abs().sum() == 0 and outputs["age"].grad[0].abs().sum() > 0
+
+
+def test_the_heads_a_run_learns_are_the_labels_its_data_carries():
+    fairface = _record(race="Black", taxonomy="fairface7", gender="Male", age_bin="20-29")
+    utkface = _record(race="Others", taxonomy="utkface5", gender="Female", age_years=41.0, age_bin="40-49")
+    lfw = _record(gender="Male")
+    data = TrainingData([fairface, utkface, lfw], ["train"] * 3, {})
+    assert data.heads([0, 1, 2]) == standard_heads("fairface7", "age_years")
+    assert data.heads([0]) == standard_heads("fairface7", "age_bins")
+    assert data.heads([2]) == (Head("gender", "label", "gender"),)  # no race or age head from gender-only data
+    deepface_like = _record(race="White", taxonomy="fairface4")
+    with pytest.raises(ValueError, match="no one race head"):
+        TrainingData([deepface_like, utkface], ["train"] * 2, {}).heads([0, 1])
+
+
+def test_gender_sampler_draws_women_and_men_equally_within_each_data_set():
+    men = [_record(gender="Male", race="White", taxonomy="fairface7") for _ in range(90)]
+    women = [_record(gender="Female", race="White", taxonomy="fairface7") for _ in range(10)]
+    records = men + women
+    records = [FaceRecord(**{**r.__dict__, "dataset": "fairface"}) for r in records]
+    data = TrainingData(records, ["train"] * 100, {})
+    weights = data.sample_weights(list(range(100)), "gender_sampler").numpy()
+    assert weights[90:].sum() == pytest.approx(weights[:90].sum())
+    assert np.allclose(weights[:90], weights[0]) and np.allclose(weights[90:], weights[90])
