@@ -162,3 +162,17 @@ def test_csv_numbers_faces_from_1_as_the_annotated_photo_does(photo_folder, bund
     # Face N of the CSV is the JSON's faces[N - 1], which the annotated photo draws with the number N.
     for row, face in zip(rows, as_json["faces"]):
         assert [float(row[k]) for k in ("x1", "y1", "x2", "y2")] == pytest.approx(face["box"])
+
+
+def test_an_opencv_array_is_read_as_bgr_when_told(predictor, utkface_files):
+    import cv2
+
+    photo = utkface_files[4]
+    from_file = predictor.predict(photo)[0]
+    bgr = cv2.imread(str(photo))
+    told = predictor.predict(bgr, channels="BGR")[0]
+    assert told.race.probs == pytest.approx(from_file.race.probs, abs=1e-4)
+    assert told.age.years == pytest.approx(from_file.age.years, abs=1e-3)
+    # Without `channels`, an array is RGB: OpenCV's, read so, has red and blue swapped and answers otherwise.
+    swapped = predictor.predict(bgr)[0]
+    assert max(abs(swapped.race.probs[k] - from_file.race.probs[k]) for k in from_file.race.probs) > 1e-3
