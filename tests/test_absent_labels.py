@@ -60,4 +60,5 @@ def test_to_48x48_with_no_face_found_is_an_error_and_keeps_the_file(tmp_path):
     target.write_text("kept\n")
     with pytest.raises(ValueError, match="no face found in any of the 2 photos"):
         write_utk48_csv(load_dataset(folder).records, target, cache_dir=tmp_path / "cache")
-    assert target.read_text() == "kept\n" and sorted(p.name for p in tmp_path.iterdir()) == ["cache", "utk", "utk48.csv"]
+    assert target.read_text() == "kept\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "utk", "utk48.csv"]  # no partial file left
