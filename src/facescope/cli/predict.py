@@ -42,7 +42,8 @@ CSV_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1", "x2
                "age_bin", "gender", "gender_prob", "race", "race_prob", "error"]
 # A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# Suffixes of image files: a folder named like one, met while scanning, is reported rather than ignored.
+# Suffixes of image files: in a folder, the files read (others are passed over and counted), and the
+# folders reported rather than ignored (`album.jpg/`).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".avif", ".jp2"}
 
 
@@ -50,12 +51,13 @@ def collect_files(paths: list[Path], recursive: bool) -> tuple[list[Path], dict[
     """The inputs to read, in order, and counts of what was passed over on purpose.
 
     Each path given is read as it is, except a folder, whose entries are taken sorted by name: every
-    entry that is not a folder is tried (a FIFO, a socket, a broken link, a file that is not an image:
-    each gets its error record), hidden entries (`.name`) are passed over, and sub-folders are searched
-    with `recursive` (each folder once, links to folders included), else passed over and counted, except
-    one named like an image (`x.jpg/`), which is reported."""
+    entry named like an image that is not a folder is tried (a FIFO, a socket, a broken link, a corrupt
+    file: each gets its error record); hidden entries (`.name`) and files not named like an image
+    (`notes.txt`, `clip.mp4`) are passed over and counted; sub-folders are searched with `recursive` (each
+    folder once, links to folders included), else passed over and counted, except one named like an image
+    (`x.jpg/`), which is reported."""
     files: list[Path] = []
-    skipped = {"hidden": 0, "sub-folders": 0}
+    skipped = {"hidden": 0, "non-image files": 0, "sub-folders": 0}
     seen_folders: set[tuple[int, int]] = set()
 
     def scan(folder: Path) -> None:
@@ -71,7 +73,10 @@ def collect_files(paths: list[Path], recursive: bool) -> tuple[list[Path], dict[
             if entry.name.startswith("."):
                 skipped["hidden"] += 1
             elif not _is_folder(entry):
-                files.append(path)
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(path)
+                else:
+                    skipped["non-image files"] += 1
             elif recursive:
                 info = path.stat()
                 if (info.st_dev, info.st_ino) not in seen_folders:  # a link back up would loop forever
@@ -107,9 +112,10 @@ def _csv_rows(result: ImageResult):
             "faces_found": result.faces_found, "error": _cell(result.error)}
     if not result.faces:
         yield base
-    for index, face in enumerate(result.faces):
+    # Numbered from 1, as on the annotated photo and the web page.
+    for number, face in enumerate(result.faces, start=1):
         yield base | {
-            "face": index, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2], "y2": face.box[3],
+            "face": number, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2], "y2": face.box[3],
             "score": face.score, "age_years": face.age.years, "age_bin": face.age.bin,
             "gender": face.gender.label, "gender_prob": face.gender.probs[face.gender.label],
             "race": face.race.label, "race_prob": face.race.probs[face.race.label],

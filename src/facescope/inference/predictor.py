@@ -52,7 +52,8 @@ class Predictor:
                  threads: int = 0, max_faces: int = MAX_FACES, batch_size: int = 32, workers: int | None = None,
                  detection_size: int = DETECTION_SIZE, score_threshold: float = SCORE_THRESHOLD,
                  min_face_size: float = MIN_FACE_SIZE, also: Iterable[str | Path] = ()):
-        self.models: list[LoadedBundle] = [load_bundle(resolve_bundle(m), threads) for m in (model, *also)]
+        self.also = [str(m) for m in also]  # the keys of each face's by_model: the names as passed
+        self.models: list[LoadedBundle] = [load_bundle(resolve_bundle(m), threads) for m in (model, *self.also)]
         self._detector = detector
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.max_faces = max_faces
@@ -204,7 +205,7 @@ class Predictor:
         return FaceResult(
             box=[round(float(v), 1) for v in box], score=round(float(score), 4),
             landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in landmarks],
-            **dict(estimates[0]), by_model={m.info.name: e for m, e in zip(self.models[1:], estimates[1:])},
+            **dict(estimates[0]), by_model=dict(zip(self.also, estimates[1:])),
         )
 
 
