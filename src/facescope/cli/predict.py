@@ -225,13 +225,12 @@ def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> tupl
     a final name."""
     import io
 
-    from facescope.faces import read_image
-    from facescope.serving.annotate import annotate_image
+    from facescope.serving.annotate import annotate_photo
 
     # Read again rather than kept: the predictor works ahead on many photos, and holding each full-size
     # photo until its turn here could take gigabytes.
     buffer = io.BytesIO()
-    annotate_image(read_image(source), result.faces).save(buffer, format="JPEG", quality=92)
+    annotate_photo(source, result.faces).save(buffer, format="JPEG", quality=92)
     data = buffer.getvalue()
     stem = "stdin" if isinstance(source, bytes) else Path(source).stem
     descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f"{PARTIAL_PREFIX}{os.getpid()}-")
