@@ -134,7 +134,10 @@ def read_predictions(path: str | Path, skipped: dict[str, int] | None = None) ->
         raise ValueError(f"{path}: {path.stat().st_size:,} bytes, over the limit of {MAX_PREDICTIONS_BYTES:,} "
                          "for a predictions file; split it")
     skipped = {} if skipped is None else skipped
-    lines = _bounded_lines(path, skipped)
+    try:
+        lines = _bounded_lines(path, skipped)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         records = []
         for line in lines:
@@ -386,6 +389,10 @@ def audit(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str |
     from facescope.evaluation.report import Run, write_runs_report
     from facescope.evaluation.run import select_records, truth_table
 
+    try:  # before any work: a report folder that cannot be made is a one-line error, not a lost audit
+        Path(output).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--output {output}: cannot be a report folder ({error.strerror or error})") from None
     dataset = load_dataset(data, dataset_format)
     records, how = select_records(dataset, split, seed, val_fraction, test_fraction)
     truth = truth_table(records)

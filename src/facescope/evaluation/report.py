@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -28,6 +29,7 @@ from pathlib import Path
 if "MPLCONFIGDIR" not in os.environ:
     os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="facescope-matplotlib-")
     atexit.register(shutil.rmtree, os.environ["MPLCONFIGDIR"], ignore_errors=True)
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)  # "generated new fontManager", each run
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
