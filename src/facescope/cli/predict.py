@@ -11,6 +11,7 @@ by SIGINT (Ctrl-C), SIGTERM or SIGHUP, after the JSON document is closed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import functools
@@ -366,7 +367,11 @@ def predict_command(
     # Standard input is read here, once, so the photo can be read again to annotate it.
     sources = [sys.stdin.buffer.read() if str(f) == STDIN else f for f in files]
     names = ["<stdin>" if str(f) == STDIN else display_name(f) for f in files]
-    writer = _Writer(sys.stdout, format)
+    try:
+        writer = _Writer(sys.stdout, format)
+    except OSError as error:  # not even the header could be written
+        typer.echo(f"error: cannot write the results ({describe_write_error(error)})", err=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
     main_thread = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, writer.on_signal) for s in (signal.SIGINT, *STOP_SIGNALS)} if main_thread else {}
     results = predictor.predict_images(sources, aligned=aligned, names=names)
@@ -399,7 +404,8 @@ def predict_command(
                    + (" (the JSON document is closed)" if format is OutputFormat.json else ""), err=True)
         raise typer.Exit(128 + signum) from None
     except OSError as error:  # the results could not be written: a full disk, a failing device
-        _close_quietly(writer)
+        with contextlib.suppress(OSError):
+            writer.close()
         typer.echo(f"error: cannot write the results ({describe_write_error(error)}): stopped after {writer.count} "
                    f"of {len(files)} files", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
