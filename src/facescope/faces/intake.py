@@ -43,7 +43,7 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Pillow warns about a damaged file ("Corrupt EXIF data", "Truncated File Read") without naming it: each
 # such warning is shown for every file it concerns (not once per process), prefixed with the file's name
 # (the decoding thread's current file; see _naming_warnings).
-warnings.filterwarnings("always", category=UserWarning, module=r"PIL\.")
+warnings.filterwarnings("always", category=UserWarning, module=r"PIL\.", append=True)  # the program's own win
 _decoding = threading.local()
 # Photos are analysed at most this many pixels on the longer side: detection works on a smaller copy
 # still, and a face that fills 1/40 of the longer side keeps about 100 px for alignment.
