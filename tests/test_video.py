@@ -174,3 +174,56 @@ def test_live_stream_stops_at_duration_and_on_ctrl_c(clip, bench, bundle_dir):
         assert records[-1]["type"] == "track" and records[-1]["frames"] >= 1
     finally:
         stream.close()
+
+
+def test_corrupt_frames_are_skipped_counted_and_exit_1(bundle_dir, tmp_path):
+    """H.264 packets overwritten mid-file: decoding goes on past them, the count is on stderr, exit status 1."""
+    import av
+
+    total = 90
+    container = av.open(str(tmp_path / "clip.mp4"), "w")
+    stream = container.add_stream("libx264", rate=30)
+    stream.width = stream.height = 128
+    stream.pix_fmt, stream.options = "yuv420p", {"g": "10"}
+    for index in range(total):
+        frame = np.zeros((128, 128, 3), np.uint8)
+        frame[:, :, 0], frame[index % 100:index % 100 + 20, 30:60] = index * 2, 255
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+    container.close()
+    data = bytearray((tmp_path / "clip.mp4").read_bytes())
+    for at in np.random.default_rng(0).integers(len(data) // 4, 3 * len(data) // 4, 40):
+        data[at:at + 8] = bytes(8)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    capture, decodable = cv2.VideoCapture(str(damaged)), 0
+    failed_in_a_row = 0
+    while failed_in_a_row < 30:  # what a decoder that skips bad frames can still read
+        if capture.grab():
+            decodable, failed_in_a_row = decodable + 1, 0
+        else:
+            failed_in_a_row += 1
+    outcome = CliRunner().invoke(app, ["predict", str(damaged), "--model", str(bundle_dir)])
+    frames = [json.loads(line) for line in outcome.stdout.splitlines() if '"type":"frame"' in line]
+    lost = total - decodable
+    assert lost > 0 and len(frames) == decodable  # every decodable frame, not only those before the first bad one
+    assert outcome.exit_code == 1 and f"{lost} frames could not be decoded" in outcome.stderr, outcome.stderr[-400:]
+
+
+def test_a_fifo_named_like_a_video_is_refused_not_waited_on(tmp_path, bundle_dir):
+    fifo = tmp_path / "camera.mp4"
+    os.mkfifo(fifo)
+    outcome = CliRunner().invoke(app, ["predict", str(fifo), "--model", str(bundle_dir)])
+    assert outcome.exit_code == 1 and "named pipe" in outcome.stderr
+
+
+def test_annotate_keeps_an_existing_video_unless_overwrite(clip, bundle_dir, tmp_path):
+    target = tmp_path / "out.mp4"
+    target.write_bytes(b"mine")
+    kept = CliRunner().invoke(app, ["predict", str(clip), "--model", str(bundle_dir), "--annotate", str(target)])
+    assert kept.exit_code == 2 and "--overwrite" in kept.stderr and target.read_bytes() == b"mine"
+    replaced = CliRunner().invoke(app, ["predict", str(clip), "--model", str(bundle_dir), "--annotate", str(target),
+                                        "--overwrite"])
+    assert replaced.exit_code == 0, replaced.stderr
+    assert cv2.VideoCapture(str(target)).get(cv2.CAP_PROP_FRAME_COUNT) == FRAMES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no partial file left beside it

@@ -21,6 +21,7 @@ frame-to-frame disagreement); `years_frame_std` is the disagreement alone.
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import threading
@@ -37,6 +38,8 @@ from pydantic import BaseModel, Field
 from facescope import labels
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
 
+# A file's decoder failing this many frames in a row has reached the end (or nothing more is readable).
+MAX_FAILED_FRAMES_IN_A_ROW = 30
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp"}
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"}
 
@@ -217,6 +220,7 @@ class FrameReader:
         self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.dropped = 0
+        self.decode_errors = 0  # frames of a file the decoder failed on (corrupt data): skipped, counted
         self._sampler = sampler
         self._queue: queue.Queue = queue.Queue(maxsize=1 if self.live else 8)
         self._stop = threading.Event()
@@ -235,10 +239,19 @@ class FrameReader:
     def _run(self) -> None:
         import cv2
 
-        start, index = time.perf_counter(), -1
+        start, index, failed_in_a_row = time.perf_counter(), -1, 0
         try:
-            while not self._stop.is_set() and self._capture.grab():
-                index += 1
+            while not self._stop.is_set():
+                if not self._capture.grab():
+                    # A live source has ended. A file may only have a corrupt frame: the decoder goes on
+                    # with the next one, and only a run of failures is the end of the file.
+                    failed_in_a_row += 1
+                    if self.live or failed_in_a_row > MAX_FAILED_FRAMES_IN_A_ROW:
+                        break
+                    continue
+                index += 1 + failed_in_a_row  # the frames that failed keep their places on the timeline
+                self.decode_errors += failed_in_a_row
+                failed_in_a_row = 0
                 time_s = time.perf_counter() - start if self.live else index / (self.fps or 30.0)
                 if not self._sampler.take(index, time_s):
                     continue  # grabbed but not converted: skipped frames cost little
@@ -307,13 +320,16 @@ class FaceTracker:
 class AnnotatedVideo:
     """The processed frames with boxes, track ids and each track's pooled estimates, as H.264 MP4."""
 
-    def __init__(self, path: Path, fps: float, width: int, height: int):
+    def __init__(self, path: Path, fps: float, width: int, height: int, overwrite: bool = False):
         import av
 
         from fractions import Fraction
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(path), mode="w")
+        # Written under a hidden name beside the target, which it takes only once complete (`close`).
+        self.path, self.overwrite = path, overwrite
+        self._partial = path.with_name(f".facescope-partial-{os.getpid()}-{path.name}")
+        self._container = av.open(str(self._partial), mode="w")
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         # yuv420p needs even sides; x264 at a fixed quality, tuned for speed (it runs beside detection).
         self._stream.width, self._stream.height = width - width % 2, height - height % 2
@@ -330,8 +346,15 @@ class AnnotatedVideo:
         self._container.mux(self._stream.encode(frame))
 
     def close(self) -> None:
-        self._container.mux(self._stream.encode())  # flush the encoder
-        self._container.close()
+        try:
+            self._container.mux(self._stream.encode())  # flush the encoder
+            self._container.close()
+            if self.overwrite:
+                os.replace(self._partial, self.path)
+            else:
+                os.link(self._partial, self.path)  # fails rather than replace a file made meanwhile
+        finally:
+            self._partial.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the loop
@@ -345,8 +368,10 @@ class VideoRun:
     faces: int = 0
     tracks: int = 0
     dropped: int = 0
+    decode_errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     interrupted: bool = False
+    stopped_by: str = "Ctrl-C"  # or the stop signal's name (SIGTERM, SIGHUP)
 
 
 def track_video(
@@ -358,6 +383,7 @@ def track_video(
     duration: float | None = None,
     annotate: Path | None = None,
     live: bool | None = None,
+    overwrite: bool = False,
 ) -> VideoRun:
     """Process `source` (a file, a stream URL or a webcam index), calling `emit` with each FrameRecord as
     soon as its frame is done and each TrackSummary when its track ends (lost by the tracker, or the
@@ -367,19 +393,21 @@ def track_video(
     writer = None
     if annotate is not None:
         out_fps = fps or (reader.fps or 30.0) / every
-        writer = AnnotatedVideo(annotate, out_fps, reader.width, reader.height)
+        writer = AnnotatedVideo(annotate, out_fps, reader.width, reader.height, overwrite)
     # Ctrl-C sets a flag the loop checks after each frame, rather than raising KeyboardInterrupt wherever the
     # main thread happens to be: an interrupt raised inside a library call can be lost there (a live run
     # then never stops), and one raised mid-frame would leave its records half-written.
     stop = threading.Event()
 
-    def on_ctrl_c(*_) -> None:
+    def on_ctrl_c(signum, _frame) -> None:
         if stop.is_set():  # pressed again: the source may have stalled, so no frame would see the flag
             raise KeyboardInterrupt
+        run.stopped_by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         stop.set()
 
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_ctrl_c) if main_thread else None
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each a clean stop, as Ctrl-C
+    previous = {s: signal.signal(s, on_ctrl_c) for s in stop_signals} if main_thread else None
     try:
         for frame in reader:
             if stop.is_set():
@@ -414,7 +442,8 @@ def track_video(
     finally:
         # Closing with the default handler back would let one more Ctrl-C lose the summaries or the video's end.
         if previous is not None:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for number in stop_signals:
+                signal.signal(number, signal.SIG_IGN)
         try:
             reader.close()
             for track_id in sorted(pools):
@@ -424,21 +453,34 @@ def track_video(
                 writer.close()
         finally:
             if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-    run.dropped = reader.dropped
+                for number, handler in previous.items():
+                    signal.signal(number, handler)
+    run.dropped, run.decode_errors = reader.dropped, reader.decode_errors
     return run
 
 
 def predict_video_command(source: str, model: str | None, every: int, fps: float | None, duration: float | None,
-                          annotate: Path | None) -> int:
+                          annotate: Path | None, overwrite: bool = False) -> int:
     """`facescope predict VIDEO`: JSON lines on stdout, flushed per record (a live source is read as it
-    goes); the closing summary with latency on stderr. Returns the exit status."""
+    goes); the closing summary with latency on stderr. Returns the exit status: 1 when the file cannot
+    be read or frames of it could not be decoded, 2 when --annotate names a file already there."""
     import sys
 
     import typer
 
-    from facescope.faces import FaceDetector
+    from facescope.faces import FaceDetector, ImageReadError
+    from facescope.faces.intake import check_regular_file
     from facescope.inference.predictor import Predictor
+
+    if not (_is_webcam(source) or _is_url(source)):
+        try:  # a FIFO or a device named .mp4 would block the decoder: refused before it opens anything
+            check_regular_file(Path(source))
+        except ImageReadError as error:
+            typer.echo(f"error: {error}", err=True)
+            return 1
+    if annotate is not None and annotate.exists() and not overwrite:
+        typer.echo(f"error: --annotate {annotate} already exists; add --overwrite to replace it", err=True)
+        return 2
 
     # One frame at a time: detection gets every core rather than one per photo-worker thread.
     predictor = Predictor(model, detector=FaceDetector())
@@ -447,10 +489,15 @@ def predict_video_command(source: str, model: str | None, every: int, fps: float
         sys.stdout.write(record.model_dump_json() + "\n")
         sys.stdout.flush()
 
-    run = track_video(source, predictor, emit, every=every, fps=fps, duration=duration, annotate=annotate)
+    run = track_video(source, predictor, emit, every=every, fps=fps, duration=duration, annotate=annotate,
+                      overwrite=overwrite)
     latency = np.percentile(run.latencies_ms, [50, 95]) if run.latencies_ms else (float("nan"),) * 2
     typer.echo(f"{run.frames} frames, {run.faces} faces, {run.tracks} tracks"
                f"{f', {run.dropped} frames dropped to keep up' if run.dropped else ''}; "
                f"latency per frame {latency[0]:.0f} ms median, {latency[1]:.0f} ms 95th percentile"
-               f"{' (stopped by Ctrl-C)' if run.interrupted else ''}", err=True)
+               f"{f' (stopped by {run.stopped_by})' if run.interrupted else ''}", err=True)
+    if run.decode_errors:
+        typer.echo(f"error: {source}: {run.decode_errors} frames could not be decoded (corrupt data) and were "
+                   "skipped", err=True)
+        return 1
     return 0

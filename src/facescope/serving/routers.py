@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
-import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from PIL import Image, UnidentifiedImageError
@@ -20,11 +19,12 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from facescope import labels
-from facescope.faces import ImageReadError, read_image
+from facescope.faces import ImageReadError
 from facescope.bundles.card import card_json
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
-from facescope.serving.annotate import annotate_image
+from facescope.serving.annotate import annotate_photo
+from facescope.serving.security import ClientGone, ClientWork, run_for_client
 from facescope.serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,21 +150,29 @@ async def predict(
                  "max_faces": max_faces or settings.max_faces}
     filename, data = await _read_upload(request, settings)
 
-    def run_prediction() -> PredictionResult:
-        with state.gate:
+    def run_prediction(client: ClientWork) -> PredictionResult:
+        # Each stage starts only while the client still waits: a request past its deadline or whose
+        # client hung up gives its place in the gate to the next one.
+        if not state.gate.acquire(timeout=client.remaining()):
+            raise TimeoutError
+        try:
+            client.check()
             result = predictor.predict_image(data, name=filename, **detection)
             answer = PredictionResult(**dict(result))
             if annotate:
-                answer.annotated_image = _jpeg_data_url(annotate_image(read_image(data), result.faces))
+                client.check()
+                answer.annotated_image = _jpeg_data_url(annotate_photo(data, result.faces, settings.annotate_max_side))
             return answer
+        finally:
+            state.gate.release()
 
     try:
-        with anyio.fail_after(settings.request_timeout_s):
-            # In a worker thread, so the event loop keeps serving; on timeout the request is answered
-            # and the thread is left to finish on its own.
-            return await anyio.to_thread.run_sync(run_prediction, abandon_on_cancel=True)
+        return await run_for_client(request, run_prediction, settings.request_timeout_s)
     except TimeoutError:
         raise HTTPException(504, f"the prediction took longer than {settings.request_timeout_s:g} s") from None
+    except ClientGone:
+        log.info("client disconnected before its prediction was ready: abandoned")
+        return Response(status_code=499)  # nginx's "client closed request": nobody reads it
     except ImageReadError as error:
         raise HTTPException(422, str(error)) from None
     except Exception:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
         default_factory=lambda: min(4, len(os.sched_getaffinity(0))), ge=1,
         description="photos decoded and analysed at once; each takes up to a few hundred MB while decoding",
     )
+    annotate_max_side: int = Field(default=2048, ge=256, le=8192, description="?annotate=true: the annotated "
+                                   "photo is drawn at most this many pixels on its longer side (bounds its memory)")
     cors_origins: str = Field(default="", description="comma-separated origins allowed to call the API from "
                               "a browser; empty (the default): none but the page itself")
 
