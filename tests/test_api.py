@@ -347,6 +347,8 @@ def test_base64_json_body_errors(client: TestClient, crops: list[bytes], utkface
 
     assert "not valid base64" in detail({"img": "abc$%^"}, 422)
     assert "not an image file" in detail({"img": base64.b64encode(b"plain text, not a photo").decode()}, 415)
+    junk_url = "data:image/jpeg;base64," + base64.b64encode(b"plain text, not a photo").decode()
+    assert "not an image file" in detail({"img": junk_url}, 415)
     assert "truncated" in detail({"img": base64.b64encode(crops[0][:2000]).decode()}, 422)
     assert "text/plain is not an image type" in detail({"img": "data:text/plain;base64,aGVsbG8="}, 415)
     assert 'send JSON {"img"' in detail({"image": base64.b64encode(crops[0]).decode()}, 422)

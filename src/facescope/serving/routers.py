@@ -374,8 +374,6 @@ async def _read_json_photo(request: Request, settings: Settings) -> tuple[str, b
     data = _decode_base64_photo(photo.img)
     if len(data) > max_bytes:
         raise HTTPException(413, _too_big(max_bytes))
-    if not _is_image(data) and _names_a_file(photo.img):
-        raise HTTPException(422, NOT_READ_OR_FETCHED)
     _check_photo(data, None, settings)
     return photo.name, data
 
@@ -390,16 +388,13 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _names_a_file(text: str) -> bool:
-    """Whether `img` reads as a path or URL rather than base64 (which has no dots, colons or backslashes)."""
-    text = text.strip()
-    return bool(_URL.match(text)) or (len(text) < 4096 and (
-        text.startswith(("/", "~", "./", "../")) or bool(re.search(r"[.:\\]", text))))
+    """Whether `img` reads as a file path rather than base64 (which has no dots, colons or backslashes)."""
+    return len(text) < 4096 and (text.startswith(("/", "~", "./", "../")) or bool(re.search(r"[.:\\]", text)))
 
 
 def _decode_base64_photo(text: str) -> bytes:
+    """The bytes of a data URL or plain base64; a URL or path is refused, never fetched or read."""
     text = text.strip()
-    if _URL.match(text):
-        raise HTTPException(422, NOT_READ_OR_FETCHED)
     if text.startswith("data:"):
         header, comma, text = text.partition(",")
         if not comma or not header.endswith(";base64"):
@@ -407,12 +402,21 @@ def _decode_base64_photo(text: str) -> bytes:
         declared = header[len("data:"):-len(";base64")]
         if declared and not declared.startswith("image/"):
             raise HTTPException(415, f"{declared} is not an image type")
+    elif _URL.match(text):
+        raise HTTPException(422, NOT_READ_OR_FETCHED)
+    elif _names_a_file(text) and not _is_image(_base64_or_none(text) or b""):
+        raise HTTPException(422, NOT_READ_OR_FETCHED)  # "/etc/passwd" is valid base64 too
+    data = _base64_or_none(text)
+    if data is None:
+        raise HTTPException(422, "`img` is not valid base64")
+    return data
+
+
+def _base64_or_none(text: str) -> bytes | None:
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        if _names_a_file(text):
-            raise HTTPException(422, NOT_READ_OR_FETCHED) from None
-        raise HTTPException(422, "`img` is not valid base64") from None
+        return None
 
 
 def _check_photo(data: bytes, content_type: str | None, settings: Settings) -> None:
