@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, description="worker processes, each with its own copy of the model")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="largest photo accepted (413)")
+    max_files_per_request: int = Field(default=20, ge=1, description="most photos in one request to "
+                                       "/api/v1/predict/batch (413)")
+    max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="largest request body to "
+                                   "/api/v1/predict/batch, all its photos together (413)")
     max_faces: int = Field(default=MAX_FACES, ge=1, description="most faces analysed per photo, the largest "
                            "first; a request may ask for fewer")
     detection_size: int = Field(default=DETECTION_SIZE, ge=32, le=8192)
