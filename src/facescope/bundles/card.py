@@ -121,13 +121,15 @@ def _evaluation_sections(evaluation: dict, title: str) -> list[Section]:
     return [Section(title, parts)]
 
 
-def _gap(key: str, value: float) -> str:
+def _gap(key: str, value: float | None) -> str:
+    if value is None:  # a figure the evaluation could not compute
+        return "–"
     return f"{100 * value:.1f} points" if _is_share(key) else (f"{value:.2f} years" if key == "age_mae" else f"{value:.3f}")
 
 
 def _difference(gap: dict) -> str:
     text = _gap(gap["metric"], gap["difference"])
-    if gap.get("difference_low") is None:
+    if gap.get("difference_low") is None or gap.get("difference") is None:
         return text
     key, low, high = gap["metric"], gap["difference_low"], gap["difference_high"]
     if _is_share(key):
@@ -217,8 +219,8 @@ def card_document(info: BundleInfo) -> Document:
         for key, name, order in (("train_by_race", "race", info.race_labels), ("train_by_gender", "gender", labels.GENDERS),
                                  ("train_by_age_bin", "age group", labels.AGE_BIN_LABELS)):
             counts = dataset.get(key) or {}
-            if counts:
-                total = sum(counts.values())
+            total = sum(counts.values())
+            if total:
                 training_data.add(Table([f"{dataset['title']}: {name}", "training photos", "share"],
                                         [[label, int(counts[label]), f"{100 * counts[label] / total:.1f}%"]
                                          for label in order if label in counts]))

@@ -24,11 +24,17 @@ def models_command() -> None:
         datasets = ", ".join(d["title"] for d in info.training_data.get("datasets", [])) or "unknown"
         overall = info.evaluation.get("overall", {})
         figures = ", ".join(f"{key} {overall[key]:.3f}" for key in ("gender_accuracy", "race_accuracy", "age_mae")
-                            if key in overall)
+                            if overall.get(key) is not None)
         typer.echo(f"{name}  ({info.name}, {info.backbone} at {info.input_size} px)\n"
-                   f"  race labels: {info.race_taxonomy} ({', '.join(info.race_labels)}); age: {info.age_mode}\n"
+                   f"  outputs: {'; '.join(_describe(head) for head in info.heads)}\n"
                    f"  trained on: {datasets}\n"
                    f"  figures: {figures or 'not evaluated'}" + (f" on {info.evaluation.get('dataset')} "
                                                                  f"{info.evaluation.get('split')}" if figures else "") +
                    f"\n  licence: {info.licence}\n  folder: {folder}")
     typer.echo(f"(install a model by copying its bundle folder into {installed_models_dir()})", err=True)
+
+
+def _describe(head) -> str:
+    if head.kind == "label":
+        return f"{head.name} ({head.taxonomy}: {', '.join(head.labels)})"
+    return f"{head.name} ({'years and age groups' if head.kind == 'age_years' else 'age groups'})"
