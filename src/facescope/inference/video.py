@@ -490,7 +490,7 @@ class AnnotatedVideo:
     def write(self, rgb: np.ndarray, faces: list[FaceResult], numbers: list[int]) -> None:
         import av
 
-        from facescope.serving.annotate import annotate_image
+        from facescope.inference.draw import annotate_image
 
         image = np.asarray(annotate_image(rgb, faces, legend=False, numbers=numbers))[: self._stream.height, : self._stream.width]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")

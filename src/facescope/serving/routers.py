@@ -27,7 +27,6 @@ from facescope.faces import ImageReadError
 from facescope.bundles.card import card_json
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
-from facescope.serving.annotate import annotate_photo
 from facescope.serving.security import ClientGone, ClientWork, run_for_client
 from facescope.serving.settings import Settings
 
@@ -279,7 +278,7 @@ async def _predict(request: Request, predictor: Predictor, data: bytes, filename
             answer = PredictionResult(**dict(result))
             if annotate:
                 client.check()
-                answer.annotated_image = _jpeg_data_url(annotate_photo(data, result.faces, settings.annotate_max_side))
+                answer.annotated_image = _jpeg_data_url(result.draw(data, settings.annotate_max_side))
             return answer
         finally:
             state.gate.release()
