@@ -199,7 +199,8 @@ def test_track_pool_is_the_score_weighted_mixture():
     pool = TrackPool(track_id=1, first_frame=0, first_time=0.0)
     pool.add(face(1.0, 20.0, 3.0, 0.9), 0, 0.0)
     pool.add(face(0.5, 26.0, 4.0, 0.3), 1, 0.1)
-    age, gender, _ = pool.estimates()
+    pooled = pool.estimates()
+    age, gender = pooled["age"], pooled["gender"]
     assert gender.probs["Female"] == pytest.approx((0.9 + 0.5 * 0.3) / 1.5)
     assert age.years == pytest.approx(22.0)
     # Mixture variance: weighted mean of (std^2 + mean^2) minus the pooled mean squared.

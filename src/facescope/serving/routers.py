@@ -22,8 +22,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from facescope import labels
 from facescope.faces import ImageReadError
+from facescope.heads import labels_by_output
 from facescope.bundles.card import card_json
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
@@ -74,17 +74,24 @@ class PredictionResult(ImageResult):
 
 
 class ModelLabels(BaseModel):
-    gender: list[str]
-    race: list[str]
-    age_bins: list[str]
+    """Each output's labels, under its name (an age output's groups under `<name>_bins`); a model without
+    one of the usual three leaves it out, a further output appears under its own name."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, list[str]] = Field(init=False)
+
+    gender: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
+    race: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
+    age_bins: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ModelCard(BaseModel):
     name: str
     backbone: str
     input_size: int
-    age_mode: str = Field(description='"years": expected age in years and bins; "bins": age bins only')
-    race_taxonomy: str
+    age_mode: str | None = Field(description='"years": expected age in years and bins; "bins": age bins only; '
+                                 'None: no age output')
+    race_taxonomy: str | None
     labels: ModelLabels
     training_data: dict[str, Any]
     licence: str
@@ -305,8 +312,7 @@ def model_card(request: Request) -> ModelCard:
     return ModelCard(
         name=info.name, backbone=info.backbone, input_size=info.input_size, age_mode=info.age_mode,
         race_taxonomy=info.race_taxonomy,
-        labels=ModelLabels(gender=list(labels.GENDERS), race=list(info.race_labels),
-                           age_bins=list(labels.AGE_BIN_LABELS)),
+        labels=ModelLabels(**labels_by_output(info.heads)),
         training_data=info.training_data, licence=info.licence, intended_use=info.intended_use,
         must_not_be_used_for=list(info.must_not_be_used_for), evaluation=info.evaluation, card=card_json(info),
     )
