@@ -14,11 +14,13 @@ the photo, so labels stay legible on large photos and do not swamp small ones.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facescope.inference.results import FaceResult
+if TYPE_CHECKING:  # results draw themselves through this module: it needs their type for annotations only
+    from facescope.inference.results import FaceResult
 
 # Okabe-Ito colours: told apart by colour-blind readers too.
 BOX_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
