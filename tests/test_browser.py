@@ -251,9 +251,9 @@ def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annot
     with page.expect_download() as caught:
         page.click("#download-csv")
     rows = list(csv.DictReader(io.StringIO(Path(caught.value.path()).read_text())))
-    from facescope.cli.predict import CSV_COLUMNS
+    from facescope.inference.results import csv_columns
 
-    assert list(rows[0]) == CSV_COLUMNS  # the same columns as `facescope predict --format csv`
+    assert list(rows[0]) == csv_columns(predictor.info.heads)  # the same columns as `facescope predict --format csv`
     assert [(row["path"], row["face"]) for row in rows] == [
         ("a-two-faces.png", "0"), ("a-two-faces.png", "1"), ("b-one-face.jpg", "0"), ("c-broken.jpg", "")]
     assert rows[0]["age_years"] == str(results[0]["faces"][0]["age"]["years"])

@@ -154,11 +154,11 @@ def card_document(info: BundleInfo) -> Document:
             ["name", info.name], ["version", f"{info.name}, bundle format {info.format}, facescope {__version__}"],
             ["date", evaluation.get("date", "not recorded")],
             ["developed by", "the facescope project"],
-            ["model type", f"{info.backbone} convolutional network, three heads: gender (Female, Male), race "
-                           f"({info.race_taxonomy}: {', '.join(info.race_labels)}), age; {info.input_size} px "
+            ["model type", f"{info.backbone} convolutional network, {_count(len(info.heads), 'head')}: "
+                           f"{', '.join(head.describe() for head in info.heads)}; {info.input_size} px "
                            "aligned face crops, run by onnxruntime"],
             ["precision", _precision(info)],
-            ["outputs", f"probabilities for each gender and race label, and {age_output}"],
+            ["outputs", _outputs(info, age_output)],
             ["training", f"{len(recipe)} stage(s), supervised, cross-entropy per head; see Training data"
                          if recipe else "see Training data"],
             ["licence", info.licence],
@@ -262,6 +262,20 @@ def card_document(info: BundleInfo) -> Document:
 def card_json(info: BundleInfo) -> dict:
     """GET /api/v1/model's `card` field: {"sections": card_sections(info)}."""
     return {"sections": card_sections(info)}
+
+
+def _count(number: int, noun: str) -> str:
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    return f"{words[number] if number < len(words) else number} {noun}{'' if number == 1 else 's'}"
+
+
+def _outputs(info: BundleInfo, age_output: str) -> str:
+    """`probabilities for each gender and race label, and <the age output>`, from the model's heads."""
+    named = [head.name for head in info.heads if not head.is_age]
+    parts = [f"probabilities for each {' and '.join(named)} label"] if named else []
+    if info.age_mode is not None:
+        parts.append(age_output)
+    return ", and ".join(parts)
 
 
 def _precision(info: BundleInfo) -> str:
