@@ -15,18 +15,8 @@ from pathlib import Path
 from facescope import __version__, labels
 from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
+from facescope.data.loaders import FORMATS
 
-DATASET_NOTES = {
-    "utkface": "UTKFace (Zhang, Song and Qi, CVPR 2017): about 20,000 face photos of people aged 0 to 116 "
-               "collected from the web, with age, gender and race labels estimated by an algorithm and "
-               "checked by human annotators. Non-commercial research use only.",
-    "aaf": "All-Age-Faces (Cheng et al.): web photos of mostly East Asian people aged 2 to 80, age and gender "
-           "labels. Research use; cite the authors.",
-    "lfw": "Labeled Faces in the Wild: news photos of mostly adult public figures (74% men), gender labels "
-           "from Afifi and Abdelhamed's checked lists. Research use.",
-    "fairface": "FairFace (Kärkkäinen and Joo, WACV 2021): photos balanced across 7 race groups, with "
-                "annotated apparent race, gender and age group.",
-}
 FIGURE_NAMES = {
     "n": "faces", "gender_accuracy": "gender accuracy", "race_accuracy": "race accuracy",
     "age_bin_accuracy": "age group accuracy", "age_bin_one_off_accuracy": "age group right or next group",
@@ -34,6 +24,13 @@ FIGURE_NAMES = {
     "race_ece": "race calibration error", "age_bin_ece": "age group calibration error",
 }
 GROUPING_NAMES = {"race": "race", "race x gender": "race x gender"}
+
+
+def _description(dataset) -> str:
+    """What a data set is, as its loader describes it (facescope.data.loaders.FORMATS); "" for one it does
+    not know (a manifest of the user's own photos)."""
+    spec = FORMATS.get(str(dataset).lower())
+    return spec.description if spec else ""
 
 
 def _figure_name(key: str) -> str:
@@ -144,7 +141,7 @@ def card_document(info: BundleInfo) -> Document:
     evaluation = info.evaluation or {}
     datasets = training.get("datasets", [])
     trained_on = {d["name"] for d in datasets}
-    sources = "; ".join(DATASET_NOTES.get(d["name"], d["title"]) for d in datasets) or "unknown"
+    sources = "; ".join(d.get("description") or _description(d["name"]) or d["title"] for d in datasets) or "unknown"
     age_output = ("an expected age in years (the mean of a distribution over whole years 0-100) and the most "
                   "likely of the 9 FairFace age groups" if info.age_mode == "years" else
                   "the most likely of the 9 FairFace age groups")
@@ -208,8 +205,7 @@ def card_document(info: BundleInfo) -> Document:
         [f"{e.get('dataset')}: {format_number(e.get('faces'))} faces, {e.get('split')} split"
          + (" (held out from training)" if str(e.get("source_dataset", e.get("dataset", ""))).lower()
             in trained_on else " (another source than the training data)")
-         + (f". {DATASET_NOTES[str(e.get('dataset')).lower()]}" if str(e.get("dataset")).lower() in DATASET_NOTES
-            else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
+         + (f". {_description(e.get('dataset'))}" if _description(e.get("dataset")) else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
     ])
     training_data = Section("Training data", [f"Data sets: {sources}"])
     for dataset in datasets:
