@@ -281,8 +281,8 @@ def _predict_on_ray(names: list[str], output: str, bundle: str | None, workers: 
     bundle = None if bundle in (None, "default") else str(resolve_bundle(bundle).resolve())
     dataset = ray.data.from_items([{"path": n} for n in names],
                                   override_num_blocks=max(1, -(-len(names) // photos_per_task)))
-    dataset = dataset.map_batches(prepare_batch, fn_kwargs={"bundle": bundle, "aligned": aligned, "detection": detection},
-                                  batch_size=photos_per_task, num_cpus=1)
+    dataset = dataset.map_batches(prepare_batch, batch_size=photos_per_task, num_cpus=1,
+                                  fn_kwargs={"bundle": bundle, "aligned": aligned, "detection": detection})
     # The actors reserve memory for their network and batches (Ray's scheduler then never packs more on a
     # node than fit). Differing from the tasks' requests, it also keeps Ray Data from fusing detection into
     # the actors (it fuses only stages that ask for the same resources): fused, detection would run inside

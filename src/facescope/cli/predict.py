@@ -22,7 +22,7 @@ from facescope.engines import ENGINES, PredictorSpec, choose, load
 from facescope.inference.sinks import OutputFormat, ShardSink, StreamSink
 from facescope.inference.sources import Inputs
 
-Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
+EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)  # --engine: the registry's names
 
 
 @with_detection_options()
@@ -46,8 +46,8 @@ def predict_command(
     every: int = typer.Option(1, "--every", help="video: process every Nth frame"),
     fps: float | None = typer.Option(None, "--fps", help="video: process at most this many frames per second"),
     duration: float | None = typer.Option(None, "--duration", help="video: stop after this many seconds"),
-    engine: Engine | None = typer.Option(None, "--engine", help="; ".join(f"{name}: {engine.summary}" for name, engine in
-                                         ENGINES.items()) + " (default: the first that reads the inputs given)"),
+    engine: EngineName | None = typer.Option(None, "--engine", help="; ".join(
+        f"{name}: {engine.summary}" for name, engine in ENGINES.items()) + " (default: the first that reads the inputs)"),
     output: str | None = typer.Option(None, "--output", "-o", help="--engine ray: folder or URI for the shards"),
     manifest: str | None = typer.Option(None, "--manifest", help="--engine ray: CSV/Parquet with a path column, "
                                         "or one path per line (local or a URI)"),

@@ -76,5 +76,5 @@ def parameters(make: Callable[[str], Any]) -> list[inspect.Parameter]:
     """One keyword parameter per option, of its type or None, with `make(name)` as its default (a
     typer.Option, a fastapi.Query): how a command's flags and the API's query parameters are made from
     this one declaration. None: not given, the predictor's or the server's own value."""
-    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=make(name), annotation=Optional[kind(name)])
-            for name in DETECTION_OPTIONS]
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=make(name),
+                              annotation=Optional[kind(name)]) for name in DETECTION_OPTIONS]

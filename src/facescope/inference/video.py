@@ -44,7 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facescope.faces.align import align_face
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
-from facescope.inference.sources import Inputs, Kind, classify, is_live, is_video_source, open_video  # noqa: F401
+from facescope.inference.sources import Inputs, Kind, classify, is_live, open_video
+from facescope.inference.sources import is_video_source  # noqa: F401 (where video callers have found it)
 
 if TYPE_CHECKING:
     from facescope.engines import PredictorSpec
