@@ -40,14 +40,18 @@ import tempfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facescope.heads import Head
 from facescope.inference.results import ImageResult, csv_columns
-from facescope.inference.sources import collect_files
+from facescope.inference.sinks import ShardSink
+from facescope.inference.sources import Inputs, list_inputs, read_input
+from facescope.inference.sources import filesystem_of as _filesystem
+
+if TYPE_CHECKING:
+    from facescope.engines import PredictorSpec
 
 SHARD_FORMATS = ("jsonl", "parquet")
 # A network actor asks for half a CPU: batched, the network takes a small share of the time a photo needs
@@ -70,100 +74,28 @@ class BatchRun:
     already_done: int = 0  # files with a record in a complete shard of an earlier run: not predicted again
 
 
-# ---------------------------------------------------------------- inputs
-
-
-def _is_uri(path: str) -> bool:
-    return len(urlparse(path).scheme) > 1  # not a Windows drive letter
-
-
-def list_inputs(paths: Iterable[str] = (), manifest: str | None = None, recursive: bool = False) -> list[str]:
-    """The files to read, named as the local engine names them: local folders are listed by the same
-    `collect_files` (facescope.inference.sources); a URI folder (s3://bucket/photos/) by its pyarrow filesystem; a manifest is a CSV
-    or Parquet file with a `path` column, or a text file with one path per line."""
-    names: list[str] = []
-    for path in paths:
-        if not _is_uri(path):
-            names += [str(p) for p in collect_files([Path(path)], recursive)[0]]
-            continue
-        filesystem, inner = _filesystem(path)
-        from pyarrow import fs
-
-        if filesystem.get_file_info(inner).type == fs.FileType.Directory:
-            found = filesystem.get_file_info(fs.FileSelector(inner, recursive=recursive))
-            scheme = urlparse(path).scheme
-            names += sorted(f"{scheme}://{f.path}" for f in found
-                            if f.type == fs.FileType.File and not f.base_name.startswith("."))
-        else:
-            names.append(path)
-    if manifest is not None:
-        names += _read_manifest(manifest)
-    return names
-
-
-def _read_manifest(manifest: str) -> list[str]:
-    filesystem, inner = _filesystem(manifest)
-    suffix = Path(inner).suffix.lower()
-    with filesystem.open_input_file(inner) as file:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(file, columns=["path"]).column("path").to_pylist()
-        if suffix == ".csv":
-            import pyarrow.csv as pacsv
-
-            table = pacsv.read_csv(file)
-            if "path" not in table.column_names:
-                raise ValueError(f"{manifest}: a CSV manifest needs a `path` column")
-            return table.column("path").to_pylist()
-        return [line.strip() for line in file.read().decode().splitlines() if line.strip()]
-
-
-def _filesystem(path: str):
-    """(pyarrow filesystem, path inside it) for a local path or a URI."""
-    from pyarrow import fs
-
-    if not _is_uri(path):
-        return fs.LocalFileSystem(), str(Path(path).resolve())
-    return fs.FileSystem.from_uri(path)
-
-
 # ---------------------------------------------------------------- the two stages
 
 
 @functools.cache
-def _predictor(bundle: str | None):
+def _predictor(bundle: str | None, detection: tuple[tuple[str, float], ...] = ()):
     """One Predictor per worker process, made on its first batch (Ray reuses worker processes)."""
     from facescope.inference.predictor import Predictor
 
-    return Predictor(bundle, threads=1, workers=1)
+    return Predictor(bundle, threads=1, workers=1, **dict(detection))
 
 
-def _read_source(name: str):
-    """What `Predictor` reads for `name`: the path itself when local (so reading, and every error
-    message, is the CLI's), else the file's bytes through its pyarrow filesystem."""
-    if not _is_uri(name):
-        return name
-    from facescope.faces import ImageReadError
-
-    try:
-        filesystem, inner = _filesystem(name)
-        with filesystem.open_input_file(inner) as file:
-            return file.read()
-    except (OSError, ValueError) as error:
-        raise ImageReadError(f"{name}: cannot be read ({error})") from None
-
-
-def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: bool) -> dict[str, list]:
+def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: bool,
+                  detection: tuple[tuple[str, float], ...] = ()) -> dict[str, list]:
     """Ray task: read, detect and align each photo of a batch of paths. Crops travel as raw bytes,
     detections as JSON (exact floats), so the network stage rebuilds what the CLI's predictor holds."""
     from facescope.faces import ImageReadError
 
-    predictor = _predictor(bundle)
+    predictor = _predictor(bundle, detection)
     out: dict[str, list] = {"result": [], "detections": [], "crops": []}
     for name in batch["path"]:
         try:
-            source = _read_source(str(name))
+            source = read_input(str(name))
         except ImageReadError as error:
             result, detections, crops = ImageResult(path=str(name), error=str(error)), [], []
         else:
@@ -180,8 +112,8 @@ def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: boo
 class NetworkActor:
     """Ray actor: loads the bundle once and estimates the crops of many photos in shared batches."""
 
-    def __init__(self, bundle: str | None):
-        self.predictor = _predictor(bundle)
+    def __init__(self, bundle: str | None, detection: tuple[tuple[str, float], ...] = ()):
+        self.predictor = _predictor(bundle, detection)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         size = self.predictor.input_size
@@ -314,10 +246,11 @@ def private_local_ray():
 def predict_to_shards(paths: Iterable[str] = (), output: str = "results", *, manifest: str | None = None,
                       bundle: str | None = None, workers: int = 1, shard_format: str = "jsonl",
                       aligned: bool = False, recursive: bool = False, batch_size: int = 32,
-                      photos_per_task: int = 64) -> BatchRun:
+                      photos_per_task: int = 64, detection: dict | None = None) -> BatchRun:
     """Predict every photo in `paths` (and/or `manifest`) on Ray; write shards to `output` (a folder or
     URI). Joins the Ray cluster at RAY_ADDRESS when set, else starts a private local one (all cores).
-    `workers` actors run the network (half a CPU each); detection tasks get the rest. Files that already
+    `workers` actors run the network (half a CPU each); detection tasks get the rest, with the detection
+    options `detection` (facescope.faces.options; the defaults where left out). Files that already
     have a record in a complete shard of `output` are not predicted again (`already_done`)."""
     if shard_format not in SHARD_FORMATS:
         raise ValueError(f"shard format must be one of {SHARD_FORMATS}")
@@ -329,13 +262,15 @@ def predict_to_shards(paths: Iterable[str] = (), output: str = "results", *, man
     if not todo:
         return BatchRun(already_done=len(names))
     with private_local_ray():
-        run = _predict_on_ray(todo, output, bundle, workers, shard_format, aligned, batch_size, photos_per_task)
+        run = _predict_on_ray(todo, output, bundle, workers, shard_format, aligned, batch_size, photos_per_task,
+                              tuple(sorted((detection or {}).items())))
     run.already_done = len(names) - len(todo)
     return run
 
 
 def _predict_on_ray(names: list[str], output: str, bundle: str | None, workers: int, shard_format: str,
-                    aligned: bool, batch_size: int, photos_per_task: int) -> BatchRun:
+                    aligned: bool, batch_size: int, photos_per_task: int,
+                    detection: tuple[tuple[str, float], ...]) -> BatchRun:
     import ray
 
     # Checked here, and absolute: every worker opens the same bundle folder (on a cluster, it must be at
@@ -346,31 +281,34 @@ def _predict_on_ray(names: list[str], output: str, bundle: str | None, workers: 
     bundle = None if bundle in (None, "default") else str(resolve_bundle(bundle).resolve())
     dataset = ray.data.from_items([{"path": n} for n in names],
                                   override_num_blocks=max(1, -(-len(names) // photos_per_task)))
-    dataset = dataset.map_batches(prepare_batch, fn_kwargs={"bundle": bundle, "aligned": aligned},
-                                  batch_size=photos_per_task, num_cpus=1)
+    dataset = dataset.map_batches(prepare_batch, batch_size=photos_per_task, num_cpus=1,
+                                  fn_kwargs={"bundle": bundle, "aligned": aligned, "detection": detection})
     # The actors reserve memory for their network and batches (Ray's scheduler then never packs more on a
     # node than fit). Differing from the tasks' requests, it also keeps Ray Data from fusing detection into
     # the actors (it fuses only stages that ask for the same resources): fused, detection would run inside
     # the few actors instead of in tasks on every free CPU.
-    dataset = dataset.map_batches(NetworkActor, fn_constructor_kwargs={"bundle": bundle}, batch_size=batch_size,
-                                  concurrency=workers, num_cpus=NETWORK_CPUS, memory=ACTOR_MEMORY)
+    dataset = dataset.map_batches(NetworkActor, fn_constructor_kwargs={"bundle": bundle, "detection": detection},
+                                  batch_size=batch_size, concurrency=workers, num_cpus=NETWORK_CPUS,
+                                  memory=ACTOR_MEMORY)
     sink = _results_sink(output, shard_format, heads)
     dataset.write_datasink(sink)
     return sink.run
 
 
-def predict_ray_command(paths: list[str], manifest: str | None, output: str, bundle: str | None, workers: int,
-                        shard_format: str, aligned: bool, recursive: bool, batch_size: int) -> int:
-    """`facescope predict --engine ray`: the CLI's closing summary on stderr; exit status 1 when some
-    files could not be read, as the local engine."""
+def run(source: Inputs, predictor: PredictorSpec, sink: ShardSink) -> int:
+    """The Ray engine (facescope.engines; `facescope predict --engine ray`): shards into the sink's
+    output, the closing summary on stderr; exit status 1 when some files could not be read, as the
+    local engine."""
     import typer
 
     if importlib.util.find_spec("ray") is None:  # not imported here: see private_local_ray
         raise ValueError("--engine ray needs Ray: pip install 'facescope[ray]'") from None
+    output, shard_format = sink.output, sink.format.value
     try:
-        run = predict_to_shards(paths, output, manifest=manifest, bundle=bundle, workers=workers,
-                                shard_format=shard_format, aligned=aligned, recursive=recursive,
-                                batch_size=batch_size)
+        run = predict_to_shards(source.arguments, output, manifest=source.manifest, bundle=predictor.model,
+                                workers=predictor.workers, shard_format=shard_format, aligned=predictor.aligned,
+                                recursive=source.recursive, batch_size=predictor.batch_size,
+                                detection=predictor.detection)
     except KeyboardInterrupt:
         completed_paths(output, shard_format)  # removes the shards left half-written
         typer.echo(f"interrupted: the complete shards are kept in {output}; the same command again predicts "

@@ -10,9 +10,12 @@ import os
 
 import typer
 
+from facescope.cli.options import with_detection_options
+
 BANNER = "!" * 78
 
 
+@with_detection_options(environment="FACESCOPE_")
 def serve_command(
     host: str | None = typer.Option(None, help="address to listen on (default 127.0.0.1); 0.0.0.0 opens "
                                     "the service to the network [FACESCOPE_HOST]"),
@@ -23,14 +26,7 @@ def serve_command(
                                        "model (default 1) [FACESCOPE_WORKERS]"),
     max_upload_mb: float | None = typer.Option(None, min=0.001, help="largest photo accepted, in MB (default "
                                                "10; larger: 413) [FACESCOPE_MAX_UPLOAD_BYTES, in bytes]"),
-    max_faces: int | None = typer.Option(None, min=1, help="most faces analysed per photo, the largest first "
-                                         "(default 50) [FACESCOPE_MAX_FACES]"),
-    detection_size: int | None = typer.Option(None, min=32, max=8192, help="longer side photos are detected "
-                                              "at, in px (default 960) [FACESCOPE_DETECTION_SIZE]"),
-    score_threshold: float | None = typer.Option(None, min=0.0, max=1.0, help="lowest detector score kept "
-                                                 "(default 0.7) [FACESCOPE_SCORE_THRESHOLD]"),
-    min_face_size: float | None = typer.Option(None, min=0, help="smallest face kept, in px (default 20) "
-                                               "[FACESCOPE_MIN_FACE_SIZE]"),
+    detection: dict | None = None,  # the detection options' flags (facescope.cli.options)
     timeout: float | None = typer.Option(None, help="seconds a prediction may take, queueing included "
                                          "(default 30; longer: 504) [FACESCOPE_REQUEST_TIMEOUT_S]"),
     header_timeout: float | None = typer.Option(None, help="seconds a client has to send a request's "
@@ -58,9 +54,8 @@ def serve_command(
     from facescope.serving.settings import Settings
 
     flags = {
-        "host": host, "port": port, "model": model, "workers": workers, "max_faces": max_faces,
-        "max_upload_bytes": None if max_upload_mb is None else round(max_upload_mb * 1024 * 1024),
-        "detection_size": detection_size, "score_threshold": score_threshold, "min_face_size": min_face_size,
+        "host": host, "port": port, "model": model, "workers": workers,
+        "max_upload_bytes": None if max_upload_mb is None else round(max_upload_mb * 1024 * 1024), **detection,
         "request_timeout_s": timeout, "header_timeout_s": header_timeout, "body_timeout_s": body_timeout,
         "cors_origins": cors_origins,
     }

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from facescope.faces.options import default
+
 # facescope/__init__ keeps onnxruntime's telemetry from starting; if onnxruntime was imported before
 # facescope, this at least stops its events.
 ort.disable_telemetry_events()
@@ -34,14 +36,10 @@ CLOSE_UP_SIDE = 384
 # Faces wider than this at detection size are past RetinaFace's largest anchors (512 px) and found whole
 # only by the close-up pass.
 LARGEST_ANCHOR_FACE = 400
-# Defaults, measured with benchmarks/detection_knobs.py on 2000x1000 group photos of real faces from 40 to
-# 400 px and one turned 25 degrees: at 640 px 12% of the faces were missed (40% of the 40 px ones, some
-# turned ones), at 960 px none, for 3x the time of 640 (130 ms a photo on 2 cores); 1280 found no more.
-# The score threshold made no difference at 960 (0.5 to 0.8: every face, no false one); 0.7 keeps a margin
-# for harder faces than pasted crops while staying well above the scores of background clutter.
-DETECTION_SIZE = 960
-SCORE_THRESHOLD = 0.7
-MIN_FACE_SIZE = 20
+# Defaults: facescope.faces.options, where each detection option is declared (and why its default).
+DETECTION_SIZE = default("detection_size")
+SCORE_THRESHOLD = default("score_threshold")
+MIN_FACE_SIZE = default("min_face_size")
 
 
 class FaceDetector:

@@ -26,6 +26,7 @@ from facescope.heads import Head
 from facescope.bundles import BundleInfo, LoadedBundle, load_bundle, resolve_bundle
 from facescope.faces import FaceDetector, ImageReadError, Photo, align_face, find_faces, read_photo
 from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD
+from facescope.faces.options import check_detection_options, default
 from facescope.faces.intake import Channels
 from facescope.inference.results import AgeEstimate, Estimates, FaceResult, ImageResult, LabelEstimate
 
@@ -35,7 +36,7 @@ ImageSource = object
 _YEAR_TO_BIN = np.array(labels.year_to_bin_index())
 # An error record for a photo that broke facescope itself (a bug), rather than being unreadable.
 INTERNAL_ERROR = "internal error"
-MAX_FACES = 50
+MAX_FACES = default("max_faces")
 log = logging.getLogger(__name__)
 
 
@@ -110,7 +111,7 @@ class Predictor:
         """One `ImageResult` per source, in order; faces from many photos share network batches, and an
         unreadable file (or one that breaks facescope: its error starts with "internal error") gives a
         result with `error` set instead of stopping the run."""
-        _check_detection_options(detection)
+        check_detection_options(detection)
         names = iter(names) if names is not None else None
         pending: list[tuple[ImageResult, list, list]] = []
         crops_waiting = 0
@@ -170,7 +171,7 @@ class Predictor:
     def _analyse(self, source: ImageSource, name: str, aligned: bool, channels: Channels,
                  detection: dict) -> tuple[ImageResult, list, list]:
         """(result without its estimates, detections, aligned crops) for one source."""
-        _check_detection_options(detection)
+        check_detection_options(detection)
         photo = read_photo(source, name=name, channels=channels)
         detections, crops, found = self._locate(photo, aligned, detection)
         result = ImageResult(path=name, width=photo.width, height=photo.height, faces_found=found,
@@ -221,21 +222,6 @@ class Predictor:
             landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in landmarks],
             **dict(estimates[0]), by_model=dict(zip(self.also, estimates[1:])),
         )
-
-
-DETECTION_OPTIONS = ("detection_size", "score_threshold", "min_face_size", "max_faces")
-
-
-def _check_detection_options(detection: dict) -> None:
-    unknown = set(detection) - set(DETECTION_OPTIONS)
-    if unknown:
-        raise TypeError(f"unknown detection option(s) {', '.join(sorted(unknown))}; known: {', '.join(DETECTION_OPTIONS)}")
-    limits = {"detection_size": (32, 8192), "score_threshold": (0.0, 1.0), "min_face_size": (0, 10_000),
-              "max_faces": (1, 10_000)}
-    for option, value in detection.items():
-        low, high = limits[option]
-        if value is not None and not low <= value <= high:
-            raise ValueError(f"{option} must be between {low} and {high}, not {value}")
 
 
 def _name_of(source: ImageSource) -> str:

@@ -37,40 +37,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from facescope.faces.align import align_face
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
+from facescope.inference.sources import Inputs, Kind, classify, is_live, open_video
+from facescope.inference.sources import is_video_source  # noqa: F401 (where video callers have found it)
+
+if TYPE_CHECKING:
+    from facescope.engines import PredictorSpec
+    from facescope.inference.sinks import StreamSink
 
 # A file's decoder failing this many frames in a row has reached the end (or nothing more is readable).
 MAX_FAILED_FRAMES_IN_A_ROW = 30
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp"}
-STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"}
-
-
-def is_video_source(argument: str) -> bool:
-    """A webcam index (`0`), a stream URL, or a file with a video suffix."""
-    return _is_webcam(argument) or _is_url(argument) or Path(argument).suffix.lower() in VIDEO_SUFFIXES
-
-
-def is_live(argument: str) -> bool:
-    """A webcam or a stream (a URL that does not name a video file): frames arrive in real time, so the
-    reader keeps only the newest one instead of queueing them."""
-    if _is_webcam(argument):
-        return True
-    return _is_url(argument) and Path(urlparse(argument).path).suffix.lower() not in VIDEO_SUFFIXES
-
-
-def _is_webcam(argument: str) -> bool:
-    return argument.isdigit() and not Path(argument).exists()
-
-
-def _is_url(argument: str) -> bool:
-    return urlparse(argument).scheme.lower() in STREAM_SCHEMES
 
 
 # ---------------------------------------------------------------- records
@@ -322,7 +304,7 @@ class FrameReader:
 
         self.source = source
         self.live = is_live(source) if live is None else live
-        self._capture = cv2.VideoCapture(int(source) if _is_webcam(source) else source)
+        self._capture = cv2.VideoCapture(int(source) if classify(source) is Kind.CAMERA else source)
         if not self._capture.isOpened():
             raise ValueError(f"{source}: cannot open this video, stream or camera")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
@@ -636,45 +618,39 @@ def track_video(
     return run
 
 
-def predict_video_command(source: str, model: str | None, every: int, fps: float | None, duration: float | None,
-                          annotate: Path | None, overwrite: bool = False) -> int:
-    """`facescope predict VIDEO`: JSON lines on stdout, flushed per record (a live source is read as it
-    goes); the closing summary with latency on stderr. Returns the exit status: 1 when the file cannot
-    be read or frames of it could not be decoded, 2 when --annotate names a file already there."""
-    import sys
-
+def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
+    """The video engine (facescope.engines; `facescope predict VIDEO`): JSON lines on the sink, flushed per
+    record (a live source is read as it goes); the closing summary with latency on stderr. Returns the
+    exit status: 1 when the file cannot be read or frames of it could not be decoded, 2 when --annotate
+    names a file already there."""
     import typer
 
     from facescope.faces import FaceDetector, ImageReadError
-    from facescope.faces.intake import check_regular_file
-    from facescope.inference.predictor import Predictor
 
-    if not (_is_webcam(source) or _is_url(source)):
-        try:  # a FIFO or a device named .mp4 would block the decoder: refused before it opens anything
-            check_regular_file(Path(source))
-        except ImageReadError as error:
-            typer.echo(f"error: {error}", err=True)
-            return 1
+    (argument,) = source.arguments
+    try:  # a FIFO or a device named .mp4 would block the decoder: refused before it opens anything
+        open_video(argument)
+    except ImageReadError as error:
+        typer.echo(f"error: {error}", err=True)
+        return 1
+    annotate, overwrite = sink.annotate, sink.overwrite
     if annotate is not None and annotate.exists() and not overwrite:
         typer.echo(f"error: --annotate {annotate} already exists; add --overwrite to replace it", err=True)
         return 2
 
     # One frame at a time: detection gets every core rather than one per photo-worker thread.
-    predictor = Predictor(model, detector=FaceDetector())
-
-    def emit(record: BaseModel) -> None:
-        sys.stdout.write(record.model_dump_json() + "\n")
-        sys.stdout.flush()
-
-    run = track_video(source, predictor, emit, every=every, fps=fps, duration=duration, annotate=annotate,
-                      overwrite=overwrite)
-    latency = np.percentile(run.latencies_ms, [50, 95]) if run.latencies_ms else (float("nan"),) * 2
-    typer.echo(f"{run.frames} frames, {run.faces} faces, {run.tracks} tracks"
-               f"{f', {run.dropped} frames dropped to keep up' if run.dropped else ''}; "
+    model = predictor.make(detector=FaceDetector())
+    writer = sink.open(model.info.heads)
+    tracked = track_video(argument, model, writer.write, every=source.every, fps=source.fps, duration=source.duration,
+                      annotate=annotate, overwrite=overwrite)
+    writer.close()
+    latency = np.percentile(tracked.latencies_ms, [50, 95]) if tracked.latencies_ms else (float("nan"),) * 2
+    typer.echo(f"{tracked.frames} frames, {tracked.faces} faces, {tracked.tracks} tracks"
+               f"{f', {tracked.dropped} frames dropped to keep up' if tracked.dropped else ''}; "
                f"latency per frame {latency[0]:.0f} ms median, {latency[1]:.0f} ms 95th percentile"
-               f"{f' (stopped by {run.stopped_by})' if run.interrupted else ''}", err=True)
-    if run.decode_errors:
-        typer.echo(f"error: {source}: {run.decode_errors} frames could not be decoded (corrupt data) and were "
+               f"{f' (stopped by {tracked.stopped_by})' if tracked.interrupted else ''}", err=True)
+    if tracked.decode_errors:
+        typer.echo(f"error: {argument}: {tracked.decode_errors} frames could not be decoded (corrupt data) and were "
                    "skipped", err=True)
         return 1
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import io
 import logging
 import re
@@ -23,6 +24,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from facescope.faces import ImageReadError
+from facescope.faces import options as face_options
 from facescope.heads import labels_by_output
 from facescope.bundles.card import card_json
 from facescope.inference.predictor import Predictor
@@ -193,23 +195,25 @@ _BATCH_ERRORS: dict[int | str, dict[str, Any]] = _REQUEST_ERRORS | {
 api = APIRouter(prefix="/api/v1")
 
 
-def detection_options(
-    request: Request,
-    detection_size: int | None = Query(None, ge=32, le=8192, description="longer side the photo is "
-                                       "detected at, in px: larger finds smaller faces, slower"),
-    score_threshold: float | None = Query(None, ge=0.0, le=1.0, description="lowest detector score kept"),
-    min_face_size: float | None = Query(None, ge=0, le=10_000, description="smallest face kept, in px"),
-    max_faces: int | None = Query(None, ge=1, description="most faces analysed, the largest first (at most "
-                                  "the server's own cap); `faces_found` says how many there were"),
-) -> dict[str, Any]:
-    """The detection options of a request, the server's settings filling in what it leaves out."""
+def detection_options(request: Request, **detection: Any) -> dict[str, Any]:
+    """The detection options of a request, the server's settings filling in what it leaves out. Its
+    query parameters are facescope.faces.options's fields (the signature below)."""
     settings = _state(request).settings
-    if max_faces is not None and max_faces > settings.max_faces:
+    if (detection["max_faces"] or 0) > settings.max_faces:
         raise HTTPException(422, f"max_faces is at most {settings.max_faces} on this server")
-    return {"detection_size": detection_size or settings.detection_size,
-            "score_threshold": settings.score_threshold if score_threshold is None else score_threshold,
-            "min_face_size": settings.min_face_size if min_face_size is None else min_face_size,
-            "max_faces": max_faces or settings.max_faces}
+    return {name: getattr(settings, name) if value is None else value for name, value in detection.items()}
+
+
+def _query(name: str) -> Any:
+    low, high = face_options.bounds(name)
+    cap = "; a request may ask for at most the server's own setting" if name == "max_faces" else ""
+    return Query(None, ge=low, le=high, description=face_options.DetectionOptions.model_fields[name].description + cap)
+
+
+detection_options.__signature__ = inspect.Signature([
+    inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+    *face_options.parameters(_query),
+])
 
 
 @api.post("/predict", openapi_extra=_PHOTO_BODY, responses=_PREDICT_ERRORS)

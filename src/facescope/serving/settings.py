@@ -9,11 +9,14 @@ import os
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD
-from facescope.inference.predictor import MAX_FACES
+from facescope.faces.options import DetectionOptions
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, DetectionOptions):
+    """The server's settings; the detection options (detection_size, score_threshold, min_face_size,
+    max_faces: the server's defaults, a request may ask for others within their bounds, and for at most
+    `max_faces`) are facescope.faces.options's fields, with their defaults and bounds."""
+
     model_config = SettingsConfigDict(env_prefix="FACESCOPE_", extra="ignore")
 
     model: str | None = Field(default=None, description="model bundle folder; unset: the bundled model")
@@ -25,11 +28,6 @@ class Settings(BaseSettings):
                                        "/api/v1/predict/batch (413)")
     max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="largest request body to "
                                    "/api/v1/predict/batch, all its photos together (413)")
-    max_faces: int = Field(default=MAX_FACES, ge=1, description="most faces analysed per photo, the largest "
-                           "first; a request may ask for fewer")
-    detection_size: int = Field(default=DETECTION_SIZE, ge=32, le=8192)
-    score_threshold: float = Field(default=SCORE_THRESHOLD, ge=0.0, le=1.0)
-    min_face_size: float = Field(default=MIN_FACE_SIZE, ge=0)
     request_timeout_s: float = Field(default=30.0, gt=0, description="seconds a prediction may take, "
                                      "queueing included (504)")
     header_timeout_s: float = Field(default=10.0, gt=0, description="seconds a client has to send a "

@@ -223,7 +223,8 @@ function stem(path) {
   return base.includes(".") ? base.slice(0, base.lastIndexOf(".")) : base;
 }
 
-// The same columns as `facescope predict --format csv`, one row per face (one for a photo without any).
+// The same columns as `facescope predict --format csv`, one row per face (one for a photo without any), faces
+// numbered from 1 as on the boxes, the cards, the annotated photo and the command line's CSV.
 const CSV_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
   "age_bin", "gender", "gender_prob", "race", "race_prob", "error"];
 
@@ -231,7 +232,7 @@ function csvRows(result) {
   const base = { path: result.path, width: result.width, height: result.height, faces_found: result.faces_found, error: result.error };
   if (!result.faces.length) return [base];
   return result.faces.map((face, index) => ({
-    ...base, face: index, x1: face.box[0], y1: face.box[1], x2: face.box[2], y2: face.box[3], score: face.score,
+    ...base, face: index + 1, x1: face.box[0], y1: face.box[1], x2: face.box[2], y2: face.box[3], score: face.score,
     age_years: face.age.years, age_bin: face.age.bin, gender: face.gender.label, gender_prob: face.gender.probs[face.gender.label],
     race: face.race.label, race_prob: face.race.probs[face.race.label],
   }));
