@@ -422,6 +422,9 @@ class SceneCuts:
         return previous is not None and cv2.compareHist(previous, histogram, cv2.HISTCMP_BHATTACHARYYA) > CUT_DISTANCE
 
 
+EndedTrack = tuple[TrackPool, TrackEnd]
+
+
 class PersonTracks:
     """Tracks that each follow one person: ByteTrack's box tracks, ended at a scene cut and split where the
     face in a box stops matching the track's (see the module docstring). Track ids count up from 1 over
@@ -433,10 +436,10 @@ class PersonTracks:
         self._pools: dict[int, TrackPool] = {}  # by ByteTrack id
         self._next_id = 1
 
-    def update(self, frame: Frame, faces: list[FaceResult]) -> tuple[list[TrackPool | None], list[tuple[TrackPool, TrackEnd]]]:
+    def update(self, frame: Frame, faces: list[FaceResult]) -> tuple[list[TrackPool | None], list[EndedTrack]]:
         """Each face's track (None: not confirmed yet), with the face added to it; and the tracks that
         ended at this frame, with why."""
-        ended: list[tuple[TrackPool, TrackEnd]] = []
+        ended: list[EndedTrack] = []
         if self._cuts.is_cut(frame.rgb):
             ended += self.end_all("cut")
             self._boxes.reset()
@@ -459,7 +462,7 @@ class PersonTracks:
         ended += [(self._pools.pop(box_id), "lost") for box_id in sorted(set(self._pools) - alive)]
         return tracks, ended
 
-    def end_all(self, why: TrackEnd) -> list[tuple[TrackPool, TrackEnd]]:
+    def end_all(self, why: TrackEnd) -> list[EndedTrack]:
         ended = [(pool, why) for _, pool in sorted(self._pools.items())]
         self._pools.clear()
         return ended
@@ -543,7 +546,7 @@ def track_video(
     reader = FrameReader(source, FrameSampler(every, fps), live)
     tracks, run = PersonTracks(), VideoRun()
 
-    def end(ended: list[tuple[TrackPool, TrackEnd]]) -> None:
+    def end(ended: list[EndedTrack]) -> None:
         for pool, why in ended:
             emit(pool.summary(source, why))
             run.tracks += 1
