@@ -36,6 +36,8 @@ _YEAR_TO_BIN = np.array(labels.year_to_bin_index())
 # An error record for a photo that broke facescope itself (a bug), rather than being unreadable.
 INTERNAL_ERROR = "internal error"
 MAX_FACES = 50
+# How far past its group's last year a clamped age may go: rounded to whole years it stays in the group.
+YEARS_INSIDE_GROUP = 0.49
 log = logging.getLogger(__name__)
 
 
@@ -252,7 +254,8 @@ def estimates(info: BundleInfo, probs: dict[str, np.ndarray]) -> Estimates:
 
 def _age(head: Head, probs: np.ndarray) -> AgeEstimate:
     """The age group is the most likely one; the years are the distribution's mean, kept inside that
-    group's range (a mean of 30.1 under a most likely 20-29 is 29.99), so the two are one decision."""
+    group's range (a mean of 30.1 under a most likely 20-29 is 29.49, which rounds to 29 as the page and
+    annotated photos show it), so the two are one decision. `years_std` is the whole distribution's."""
     if head.kind == "age_years":
         years = np.arange(len(probs))
         mean = float((probs * years).sum())
@@ -264,7 +267,7 @@ def _age(head: Head, probs: np.ndarray) -> AgeEstimate:
     chosen = int(np.argmax(bin_probs))
     if mean is not None:
         _, low, high = labels.AGE_BINS[chosen]
-        mean = min(max(mean, low), high + 1 - 0.01)
+        mean = min(max(mean, low), high + YEARS_INSIDE_GROUP)
     return AgeEstimate(
         years=None if mean is None else round(mean, 2),
         bin=labels.AGE_BIN_LABELS[chosen],

@@ -15,7 +15,8 @@ def _absent(value) -> bool:
 
 class AgeEstimate(BaseModel):
     years: float | None = Field(description="expected age in years, kept inside `bin`'s range so that the two "
-                                "never disagree (None for a model trained on age groups only)")
+                                "never disagree, also when rounded to whole years (None for a model trained "
+                                "on age groups only)")
     bin: str = Field(description="most likely of the 9 FairFace age groups")
     bin_probs: dict[str, float]
     years_std: float | None = Field(default=None, description="spread of the age distribution: an uncertainty")
