@@ -255,7 +255,7 @@ def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annot
 
     assert list(rows[0]) == CSV_COLUMNS  # the same columns as `facescope predict --format csv`
     assert [(row["path"], row["face"]) for row in rows] == [
-        ("a-two-faces.png", "0"), ("a-two-faces.png", "1"), ("b-one-face.jpg", "0"), ("c-broken.jpg", "")]
+        ("a-two-faces.png", "1"), ("a-two-faces.png", "2"), ("b-one-face.jpg", "1"), ("c-broken.jpg", "")]
     assert rows[0]["age_years"] == str(results[0]["faces"][0]["age"]["years"])
 
     with page.expect_download() as caught:

@@ -127,12 +127,16 @@ def _csv_rows(result: ImageResult):
         yield base
     # Numbered from 1, as on the annotated photo and the web page.
     for number, face in enumerate(result.faces, start=1):
-        yield base | {
-            "face": number, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2], "y2": face.box[3],
-            "score": face.score, "age_years": face.age.years, "age_bin": face.age.bin,
-            "gender": face.gender.label, "gender_prob": face.gender.probs[face.gender.label],
-            "race": face.race.label, "race_prob": face.race.probs[face.race.label],
-        }
+        row = base | {"face": number, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2], "y2": face.box[3],
+                      "score": face.score}
+        # An output the model does not have (a race head it was never taught) leaves its cells empty.
+        if face.age is not None:
+            row |= {"age_years": face.age.years, "age_bin": face.age.bin}
+        for name in ("gender", "race"):
+            estimate = getattr(face, name)
+            if estimate is not None:
+                row |= {name: estimate.label, f"{name}_prob": estimate.probs[estimate.label]}
+        yield row
 
 
 class Stopped(Exception):

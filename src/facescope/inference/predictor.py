@@ -36,8 +36,6 @@ _YEAR_TO_BIN = np.array(labels.year_to_bin_index())
 # An error record for a photo that broke facescope itself (a bug), rather than being unreadable.
 INTERNAL_ERROR = "internal error"
 MAX_FACES = 50
-# How far past its group's last year a clamped age may go: rounded to whole years it stays in the group.
-YEARS_INSIDE_GROUP = 0.49
 log = logging.getLogger(__name__)
 
 
@@ -266,8 +264,7 @@ def _age(head: Head, probs: np.ndarray) -> AgeEstimate:
         bin_probs = probs
     chosen = int(np.argmax(bin_probs))
     if mean is not None:
-        _, low, high = labels.AGE_BINS[chosen]
-        mean = min(max(mean, low), high + YEARS_INSIDE_GROUP)
+        mean = labels.years_inside_bin(mean, labels.AGE_BIN_LABELS[chosen])
     return AgeEstimate(
         years=None if mean is None else round(mean, 2),
         bin=labels.AGE_BIN_LABELS[chosen],

@@ -38,6 +38,16 @@ class Estimates(BaseModel):
     gender: LabelEstimate | None = Field(default=None, exclude_if=_absent)
     race: LabelEstimate | None = Field(default=None, exclude_if=_absent)
 
+    def outputs(self) -> dict[str, AgeEstimate | LabelEstimate]:
+        """The outputs this answer has, by name: age, gender and race where the model has them, then any
+        further output of the model."""
+        found = {name: getattr(self, name) for name in ("age", "gender", "race") if getattr(self, name) is not None}
+        for name, value in (self.model_extra or {}).items():
+            if isinstance(value, dict):  # read back from JSON
+                value = (AgeEstimate if "bin_probs" in value else LabelEstimate).model_validate(value)
+            found[name] = value
+        return found
+
 
 class FaceResult(Estimates):
     """One face: where it is, and the first model's estimates (`age`, `gender`, `race`); with several

@@ -41,11 +41,15 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facescope import labels
 from facescope.faces.align import align_face
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
+
+
+def _absent(value) -> bool:
+    return value is None
 
 # A file's decoder failing this many frames in a row has reached the end (or nothing more is readable).
 MAX_FAILED_FRAMES_IN_A_ROW = 30
@@ -112,9 +116,12 @@ class TrackSummary(BaseModel):
     ended_by: TrackEnd = Field(description='"lost": the face was unseen for a while; "cut": a scene cut; '
                                            '"new_face": another face took the track\'s place; "end": the run '
                                            'ended (the source ended, --duration passed, or Ctrl-C)')
-    age: TrackAge
-    gender: LabelEstimate
-    race: LabelEstimate
+    # The pooled estimates, one per output the model has (a further output under its own name).
+    model_config = ConfigDict(extra="allow")
+
+    age: TrackAge | None = Field(default=None, exclude_if=_absent)
+    gender: LabelEstimate | None = Field(default=None, exclude_if=_absent)
+    race: LabelEstimate | None = Field(default=None, exclude_if=_absent)
 
 
 # Measured on clips like tests/test_video.py's (real UTKFace faces moving and growing up to 2x, video-
@@ -195,54 +202,64 @@ class TrackPool:
         w = face.score
         self.frames, self.weight = self.frames + 1, self.weight + w
         self.last_frame, self.last_time = frame, time_s
-        if face.age.years is None:
+        if face.age is None or face.age.years is None:
             self.has_years = False
         else:
             std = face.age.years_std or 0.0
             self.years += w * face.age.years
             self.mean_sq += w * face.age.years ** 2
             self.years_sq += w * (face.age.years ** 2 + std ** 2)
-        for name, values in (("age", face.age.bin_probs), ("gender", face.gender.probs), ("race", face.race.probs)):
-            vector = w * np.array(list(values.values()))
+        # Every output the model has, pooled by name (a model without a race head pools none).
+        for name, estimate in face.outputs().items():
+            values = estimate.probs if isinstance(estimate, LabelEstimate) else estimate.bin_probs
+            vector = w * np.fromiter(values.values(), float, len(values))
             self.probs[name] = self.probs[name] + vector if name in self.probs else vector
-        self.names = {"gender": tuple(face.gender.probs), "race": tuple(face.race.probs)}
+            if name not in self.names:
+                self.names[name] = tuple(values)
 
     def matches(self, face: FaceResult, look: FaceLook) -> bool:
         """Whether `face` can be this track's person: it looks like the track's face, and its age is no
         further from the track's than one person's estimates stray."""
         if self.look is not None and not self.look.matches(look):
             return False
-        if not self.has_years or face.age.years is None or not self.frames:
+        if not self.has_years or face.age is None or face.age.years is None or not self.frames:
             return True
         years = self.years / self.weight
         track_std = np.sqrt(max(0.0, self.years_sq / self.weight - years ** 2))
         limit = max(AGE_JUMP_MIN_YEARS, AGE_JUMP_STDS * float(np.hypot(track_std, face.age.years_std or 0.0)))
         return abs(face.age.years - years) <= limit
 
-    def estimates(self) -> tuple[TrackAge, LabelEstimate, LabelEstimate]:
-        """The pooled (age, gender, race) so far."""
+    def estimates(self) -> dict[str, TrackAge | LabelEstimate]:
+        """The pooled estimates so far, by output name (`age`, `gender`, `race`: those the model has)."""
         pooled = {name: total / self.weight for name, total in self.probs.items()}
-        years = years_std = frame_std = None
-        if self.has_years:
-            years = self.years / self.weight
-            years_std = float(np.sqrt(max(0.0, self.years_sq / self.weight - years ** 2)))
-            frame_std = float(np.sqrt(max(0.0, self.mean_sq / self.weight - years ** 2)))
-        age = TrackAge(
-            years=None if years is None else round(years, 2),
-            bin=labels.AGE_BIN_LABELS[int(np.argmax(pooled["age"]))],
-            bin_probs={b: round(float(p), 5) for b, p in zip(labels.AGE_BIN_LABELS, pooled["age"])},
-            years_std=None if years_std is None else round(years_std, 2),
-            years_frame_std=None if frame_std is None else round(frame_std, 2),
-        )
-        return age, *(_pooled_label(self.names[name], pooled[name]) for name in ("gender", "race"))
+        found: dict[str, TrackAge | LabelEstimate] = {}
+        for name, probs in pooled.items():
+            if name != "age":
+                found[name] = _pooled_label(self.names[name], probs)
+                continue
+            years = years_std = frame_std = None
+            chosen = int(np.argmax(probs))
+            if self.has_years:
+                years = self.years / self.weight
+                years_std = float(np.sqrt(max(0.0, self.years_sq / self.weight - years ** 2)))
+                frame_std = float(np.sqrt(max(0.0, self.mean_sq / self.weight - years ** 2)))
+                # As for one photo: the years kept inside the most likely group, one decision.
+                years = labels.years_inside_bin(years, labels.AGE_BIN_LABELS[chosen])
+            found[name] = TrackAge(
+                years=None if years is None else round(years, 2),
+                bin=labels.AGE_BIN_LABELS[chosen],
+                bin_probs={b: round(float(p), 5) for b, p in zip(labels.AGE_BIN_LABELS, probs)},
+                years_std=None if years_std is None else round(years_std, 2),
+                years_frame_std=None if frame_std is None else round(frame_std, 2),
+            )
+        return found
 
     def summary(self, source: str, ended_by: TrackEnd) -> TrackSummary:
-        age, gender, race = self.estimates()
         return TrackSummary(
             source=source, track_id=self.track_id, frames=self.frames,
             first_frame=self.first_frame, last_frame=self.last_frame,
             first_time=round(self.first_time, 3), last_time=round(self.last_time, 3),
-            mean_score=round(self.weight / self.frames, 4), ended_by=ended_by, age=age, gender=gender, race=race,
+            mean_score=round(self.weight / self.frames, 4), ended_by=ended_by, **self.estimates(),
         )
 
 
@@ -589,7 +606,7 @@ def track_video(
             run.latencies_ms.append(latency)
             if writer is not None:
                 tracked = [(pool, f) for f, pool in zip(faces, pools) if pool is not None]
-                shown = [f.model_copy(update=dict(zip(("age", "gender", "race"), pool.estimates())))
+                shown = [f.model_copy(update=pool.estimates())
                          for pool, f in tracked]
                 writer.write(frame.rgb, shown, [pool.track_id for pool, _ in tracked])
             end(ended)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facescope.inference.results import FaceResult
+from facescope.inference.results import FaceResult, LabelEstimate
 
 # Okabe-Ito colours: told apart by colour-blind readers too.
 BOX_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
@@ -26,9 +26,15 @@ Rect = tuple[float, float, float, float]
 
 
 def short_label(face: FaceResult) -> str:
-    """`34y Female White`, or the age bin for a model that predicts bins only."""
-    age = f"{face.age.years:.0f}y" if face.age.years is not None else face.age.bin
-    return f"{age} {face.gender.label} {face.race.label}"
+    """`34y Female White`, or the age bin for a model that predicts bins only; an output the model does
+    not have is left out, and further outputs' labels follow."""
+    parts = []
+    for estimate in face.outputs().values():
+        if isinstance(estimate, LabelEstimate):
+            parts.append(estimate.label)
+        else:
+            parts.append(f"{estimate.years:.0f}y" if estimate.years is not None else estimate.bin)
+    return " ".join(parts)
 
 
 def _text_colour(hex_colour: str) -> str:
