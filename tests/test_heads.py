@@ -190,3 +190,22 @@ def test_a_model_whose_data_has_no_race_label_exports_and_answers_no_race(utkfac
     assert as_csv.exit_code == 0, as_csv.output
     (row,) = csv.DictReader(io.StringIO(as_csv.stdout))
     assert row["race"] == row["race_prob"] == "" and row["gender"] in labels.GENDERS and row["age_bin"]
+
+    # The API's answer and model card say the same.
+    from fastapi.testclient import TestClient
+
+    from facescope.inference.predictor import Predictor
+    from facescope.serving.app import create_app
+
+    client = TestClient(create_app(predictor=Predictor(bundle)))
+    with open(photo, "rb") as file:
+        answer = client.post("/api/v1/predict", files={"file": ("face.jpg", file, "image/jpeg")})
+    assert answer.status_code == 200 and all("race" not in face for face in answer.json()["faces"])
+    card = client.get("/api/v1/model")
+    assert card.status_code == 200, card.text
+    assert card.json()["race_taxonomy"] is None and card.json()["labels"]["race"] == []
+    from facescope.bundles.card import render_model_card
+
+    card_text = render_model_card(read_bundle_info(bundle))
+    assert "two heads: gender (Female, Male), age;" in card_text
+    assert "probabilities for each gender label, and an expected age in years" in card_text

@@ -152,11 +152,10 @@ def card_document(info: BundleInfo) -> Document:
             ["name", info.name], ["version", f"{info.name}, bundle format {info.format}, facescope {__version__}"],
             ["date", evaluation.get("date", "not recorded")],
             ["developed by", "the facescope project"],
-            ["model type", f"{info.backbone} convolutional network, three heads: gender (Female, Male), race "
-                           f"({info.race_taxonomy}: {', '.join(info.race_labels)}), age; {info.input_size} px "
+            ["model type", f"{info.backbone} convolutional network, {_heads_in_words(info)}; {info.input_size} px "
                            "aligned face crops, run by onnxruntime"],
             ["precision", _precision(info)],
-            ["outputs", f"probabilities for each gender and race label, and {age_output}"],
+            ["outputs", _outputs_in_words(info, age_output)],
             ["training", f"{len(recipe)} stage(s), supervised, cross-entropy per head; see Training data"
                          if recipe else "see Training data"],
             ["licence", info.licence],
@@ -260,6 +259,24 @@ def card_document(info: BundleInfo) -> Document:
 def card_json(info: BundleInfo) -> dict:
     """GET /api/v1/model's `card` field: {"sections": card_sections(info)}."""
     return {"sections": card_sections(info)}
+
+
+def _heads_in_words(info) -> str:
+    """`3 heads: gender (Female, Male), race (utkface5: White, ...), age`: the outputs the model has."""
+    words = [head.name if head.is_age else
+             f"{head.name} ({'' if head.taxonomy == head.name else head.taxonomy + ': '}{', '.join(head.labels)})"
+             for head in info.heads]
+    count = {1: "one head", 2: "two heads", 3: "three heads", 4: "four heads"}.get(len(words), f"{len(words)} heads")
+    return f"{count}: {', '.join(words)}"
+
+
+def _outputs_in_words(info, age_output: str) -> str:
+    """`probabilities for each gender and race label, and <age_output>`: the outputs the model has."""
+    names = [head.name for head in info.heads if not head.is_age]
+    parts = [f"probabilities for each {' and '.join(names)} label"] if names else []
+    if info.age_mode:
+        parts.append(age_output)
+    return ", and ".join(parts)
 
 
 def _precision(info: BundleInfo) -> str:

@@ -84,8 +84,9 @@ class ModelCard(BaseModel):
     name: str
     backbone: str
     input_size: int
-    age_mode: str = Field(description='"years": expected age in years and bins; "bins": age bins only')
-    race_taxonomy: str
+    age_mode: str | None = Field(description='"years": expected age in years and bins; "bins": age bins only; '
+                                 'null: no age output')
+    race_taxonomy: str | None = Field(description="the race labels' taxonomy; null for a model without a race output")
     labels: ModelLabels
     training_data: dict[str, Any]
     licence: str

@@ -459,8 +459,8 @@ async function loadModelCard() {
     element("h3", {}, "Training data"), ...renderTrainingData(card.training_data),
   ];
   target.replaceChildren(
-    element("p", {}, element("strong", {}, card.name), ` · ${card.backbone} · race labels (${card.race_taxonomy}): `,
-      card.labels.race.map(name).join(", ")),
+    element("p", {}, element("strong", {}, card.name), ` · ${card.backbone}`,
+      card.race_taxonomy ? ` · race labels (${card.race_taxonomy}): ${card.labels.race.map(name).join(", ")}` : " · no race output"),
     ...body);
 }
 
