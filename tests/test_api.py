@@ -318,7 +318,8 @@ def test_batch_errors_for_the_whole_request(client: TestClient, crops: list[byte
     assert response.status_code == 422 and "no photos" in response.json()["detail"]
     response = client.post(BATCH, content=crops[0], headers={"Content-Type": "image/jpeg"})
     assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
-    response = client.post(BATCH, content=b"--x\r\nContent-Type: image/jpeg\r\n\r\nno name\r\n--x--\r\n", headers={"Content-Type": "multipart/form-data; boundary=x"})
+    no_disposition = b"--x\r\nContent-Type: image/jpeg\r\n\r\nno name\r\n--x--\r\n"
+    response = client.post(BATCH, content=no_disposition, headers={"Content-Type": "multipart/form-data; boundary=x"})
     assert response.status_code == 400 and "malformed multipart body" in response.json()["detail"]
 
 

@@ -276,7 +276,8 @@ def test_a_folder_is_analysed_photo_by_photo(page, three_files, tmp_path):
     (folder / "notes.txt").write_text("not a photo, and not sent")
     page.set_input_files("#folder-input", str(folder))
     expect(page.locator("#status")).to_contain_text("Analysed 2 photos: 3 faces found.")
-    expect(page.locator(".photo-result .photo-title")).to_have_text(["1. folder/a-two-faces.png", "2. folder/b-one-face.jpg"])
+    expect(page.locator(".photo-result .photo-title")).to_have_text(
+        ["1. folder/a-two-faces.png", "2. folder/b-one-face.jpg"])
     assert page.errors == []
 
 

@@ -10,7 +10,7 @@ from facescope.data.records import FaceRecord  # noqa: E402
 from facescope.heads import Head, standard_heads  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
 from facescope.training.data import TrainingData  # noqa: E402
-from facescope.training.train import Targets, age_bin_probabilities, multitask_loss  # noqa: E402
+from facescope.training.train import Targets, age_bin_probabilities, multitask_loss, seeded_sample  # noqa: E402
 
 NO_SMOOTHING = TrainConfig(label_smoothing=0.0)
 
@@ -140,3 +140,75 @@ def test_a_seven_race_network_starts_from_the_five_race_bundle_with_its_answers_
         east, southeast = fine["East Asian"], fine["Southeast Asian"]
         assert east == pytest.approx(southeast, rel=1e-4)  # the coarse class split evenly until training says otherwise
     assert agreeing >= 3
+
+
+def test_max_images_is_a_seeded_sample_across_the_whole_split():
+    # A split sorted by age as AAF's files are: the first 300 are two-year-olds.
+    ages = sorted(np.random.default_rng(0).integers(2, 80, 3000).tolist())
+    index = list(range(3000))
+    sample = seeded_sample(index, 300, seed=0)
+    assert len(set(sample)) == 300 and sample == sorted(sample)
+    assert sample == seeded_sample(index, 300, seed=0) and sample != seeded_sample(index, 300, seed=1)
+    sampled_ages = [ages[i] for i in sample]
+    assert min(sampled_ages) <= 5 and max(sampled_ages) >= 75  # young and old, not the first 300
+    assert abs(np.median(sampled_ages) - np.median(ages)) <= 5
+    assert seeded_sample(index, None, 0) == index and seeded_sample(index[:10], 300, 0) == index[:10]
+
+
+def test_a_model_whose_data_has_no_race_label_exports_and_answers_no_race(utkface_files, tmp_path):
+    """LFW- or AAF-like data teaches no race head: the bundle has none, and no output shows a race."""
+    import csv
+    import io
+    import json
+
+    from typer.testing import CliRunner
+
+    from facescope.bundles import read_bundle_info
+    from facescope.cli import app
+    from facescope.faces.align import CANONICAL
+    from facescope.inference.results import csv_columns
+    from facescope.model.export import export_bundle
+    from facescope.model.network import MultiTaskNet
+
+    data = TrainingData([_record(gender="Male", age_years=30.0, age_bin="30-39"), _record(gender="Female")],
+                        ["train"] * 2, {})
+    heads = data.heads([0, 1])
+    assert [h.name for h in heads] == ["gender", "age"]
+    torch.manual_seed(0)
+    model = MultiTaskNet("small_cnn", heads, pretrained=False).eval()
+    bundle = export_bundle(model, tmp_path / "no-race",
+                           {"input_size": 48, "framing": CANONICAL.to_json(), "provenance": [], "recipe": []})
+    assert [h.name for h in read_bundle_info(bundle).heads] == ["gender", "age"]
+
+    photo = str(utkface_files[0])
+    runner = CliRunner()
+    as_json = runner.invoke(app, ["predict", photo, "--model", str(bundle), "--annotate", str(tmp_path / "drawn")])
+    assert as_json.exit_code == 0, as_json.output
+    (face,) = json.loads(as_json.stdout)["faces"]
+    assert "race" not in face and {"gender", "age"} <= set(face)
+    assert len(list((tmp_path / "drawn").iterdir())) == 1
+    as_csv = runner.invoke(app, ["predict", photo, "--model", str(bundle), "-f", "csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    (row,) = csv.DictReader(io.StringIO(as_csv.stdout))
+    # The columns are the model's own outputs': no race columns for a model without a race head.
+    assert list(row) == csv_columns(read_bundle_info(bundle).heads)
+    assert "race" not in row and "race_prob" not in row and row["gender"] in labels.GENDERS and row["age_bin"]
+
+    # The API's answer and model card say the same.
+    from fastapi.testclient import TestClient
+
+    from facescope.inference.predictor import Predictor
+    from facescope.serving.app import create_app
+
+    client = TestClient(create_app(predictor=Predictor(bundle)))
+    with open(photo, "rb") as file:
+        answer = client.post("/api/v1/predict", files={"file": ("face.jpg", file, "image/jpeg")})
+    assert answer.status_code == 200 and all("race" not in face for face in answer.json()["faces"])
+    card = client.get("/api/v1/model")
+    assert card.status_code == 200, card.text
+    assert card.json()["race_taxonomy"] is None and "race" not in card.json()["labels"]
+    from facescope.bundles.card import render_model_card
+
+    card_text = render_model_card(read_bundle_info(bundle))
+    assert "two heads: gender (Female, Male), age;" in card_text
+    assert "probabilities for each gender label, and an expected age in years" in card_text

@@ -32,6 +32,8 @@ def _check_face(face: dict, width: int, height: int, race_labels: tuple[str, ...
     assert list(age["bin_probs"]) == list(labels.AGE_BIN_LABELS)
     assert age["bin"] == max(age["bin_probs"], key=age["bin_probs"].get)
     assert sum(age["bin_probs"].values()) == pytest.approx(1, abs=1e-3)
+    # One decision: the years lie in the group, also as the page and annotated photos round them.
+    assert labels.age_to_bin(age["years"]) == labels.age_to_bin(round(age["years"])) == age["bin"]
     for head, names in (("gender", labels.GENDERS), ("race", race_labels)):
         assert list(face[head]["probs"]) == list(names)
         assert sum(face[head]["probs"].values()) == pytest.approx(1, abs=1e-3)
@@ -176,3 +178,34 @@ def test_an_opencv_array_is_read_as_bgr_when_told(predictor, utkface_files):
     # Without `channels`, an array is RGB: OpenCV's, read so, has red and blue swapped and answers otherwise.
     swapped = predictor.predict(bgr)[0]
     assert max(abs(swapped.race.probs[k] - from_file.race.probs[k]) for k in from_file.race.probs) > 1e-3
+
+
+def test_age_years_and_group_are_one_decision_when_the_distribution_spans_groups():
+    from types import SimpleNamespace
+
+    from facescope.heads import Head
+    from facescope.inference.predictor import estimates
+
+    info = SimpleNamespace(heads=(Head("age", "age_years"),))
+
+    def age_of(mass: dict[int, float]):
+        probs = np.zeros(labels.MAX_AGE + 1)
+        for year, p in mass.items():
+            probs[year] = p
+        return estimates(info, {"age": probs / probs.sum()}).age
+
+    # The mean (38.5) is in 30-39, the most likely group 20-29: the years stay in the group, at its top.
+    above = age_of({25: 0.4, 45: 0.3, 50: 0.3})
+    assert above.bin == "20-29" and above.years == 29.49 and round(above.years) == 29
+    # The mean (43.3) under the most likely group 50-59: its first year.
+    below = age_of({55: 0.4, 30: 0.3, 41: 0.3})
+    assert below.bin == "50-59" and below.years == 50
+    assert below.years_std > 10  # the spread is the whole distribution's, still telling how unsure it is
+    # A mean inside its most likely group is left as it is.
+    assert age_of({33: 0.5, 35: 0.5}).years == 34
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        probs = rng.dirichlet(np.full(labels.MAX_AGE + 1, 0.05))
+        age = estimates(info, {"age": probs}).age
+        assert labels.age_to_bin(age.years) == labels.age_to_bin(round(age.years)) == age.bin
+        assert f"{age.years:.0f}" == str(round(age.years))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from facescope import labels
 from facescope.cli import app
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
 from facescope.inference.video import FaceLook, FrameSampler, TrackPool, is_live, is_video_source
@@ -192,7 +193,7 @@ def test_track_pool_is_the_score_weighted_mixture():
     def face(score, years, std, female):
         return FaceResult(box=[0, 0, 1, 1], score=score, landmarks=[[0, 0]] * 5,
                           age=AgeEstimate(years=years, years_std=std, bin="20-29",
-                                          bin_probs={"0-2": 0.0, "20-29": 1.0}),
+                                          bin_probs={b: float(b == "20-29") for b in labels.AGE_BIN_LABELS}),
                           gender=LabelEstimate(label="Female", probs={"Female": female, "Male": 1 - female}),
                           race=LabelEstimate(label="White", probs={"White": 1.0}))
 
@@ -200,6 +201,7 @@ def test_track_pool_is_the_score_weighted_mixture():
     pool.add(face(1.0, 20.0, 3.0, 0.9), 0, 0.0)
     pool.add(face(0.5, 26.0, 4.0, 0.3), 1, 0.1)
     pooled = pool.estimates()
+    assert list(pooled) == ["age", "gender", "race"]
     age, gender = pooled["age"], pooled["gender"]
     assert gender.probs["Female"] == pytest.approx((0.9 + 0.5 * 0.3) / 1.5)
     assert age.years == pytest.approx(22.0)
@@ -312,3 +314,21 @@ def test_annotate_keeps_an_existing_video_unless_overwrite(clip, bundle_dir, tmp
     assert replaced.exit_code == 0, replaced.stderr
     assert cv2.VideoCapture(str(target)).get(cv2.CAP_PROP_FRAME_COUNT) == FRAMES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no partial file left beside it
+
+
+def test_a_track_pools_only_the_outputs_its_model_has_and_keeps_years_inside_the_group():
+    def face(years, bin_probs):
+        return FaceResult(box=[0, 0, 1, 1], score=1.0, landmarks=[[0, 0]] * 5,
+                          age=AgeEstimate(years=years, years_std=2.0, bin=max(bin_probs, key=bin_probs.get),
+                                          bin_probs=bin_probs),
+                          gender=LabelEstimate(label="Male", probs={"Female": 0.2, "Male": 0.8}))
+
+    pool = TrackPool(track_id=1, first_frame=0, first_time=0.0)
+    twenties = {b: {"20-29": 0.6, "30-39": 0.4}.get(b, 0.0) for b in labels.AGE_BIN_LABELS}
+    pool.add(face(28.0, twenties), 0, 0.0)
+    pool.add(face(33.0, twenties), 1, 0.1)
+    summary = pool.summary("clip", "end")
+    assert summary.race is None and "race" not in summary.model_dump()  # no race head: no race answer
+    # The pooled mean (30.5) under the pooled most likely group 20-29: kept inside it, as for one photo.
+    assert summary.age.bin == "20-29" and summary.age.years == 29.49
+    assert summary.gender.label == "Male"

@@ -144,6 +144,18 @@ def age_to_bin(years: float) -> str:
     raise AssertionError("unreachable: the last bin is open-ended")
 
 
+# How far past its group's last year an age kept inside the group may go: rounded to whole years (as the
+# page and annotated photos show it), it stays in the group.
+YEARS_INSIDE_GROUP = 0.49
+
+
+def years_inside_bin(years: float, bin_label: str) -> float:
+    """`years` moved to the nearest age inside the age group `bin_label` (unchanged if already in it): an
+    expected age and a most likely group made one decision."""
+    _, low, high = AGE_BINS[AGE_BIN_LABELS.index(bin_label)]
+    return min(max(years, low), high + YEARS_INSIDE_GROUP)
+
+
 def normalise_age_bin(label: str) -> str:
     label = _AGE_BIN_ALIASES.get(label.strip(), label.strip())
     if label not in AGE_BIN_LABELS:

@@ -238,7 +238,8 @@ def estimates(info: BundleInfo, probs: dict[str, np.ndarray]) -> Estimates:
 
 def _age(head: Head, probs: np.ndarray) -> AgeEstimate:
     """The age group is the most likely one; the years are the distribution's mean, kept inside that
-    group's range (a mean of 30.1 under a most likely 20-29 is 29.99), so the two are one decision."""
+    group's range (a mean of 30.1 under a most likely 20-29 is 29.49, which rounds to 29 as the page and
+    annotated photos show it), so the two are one decision. `years_std` is the whole distribution's."""
     if head.kind == "age_years":
         years = np.arange(len(probs))
         mean = float((probs * years).sum())
@@ -249,8 +250,7 @@ def _age(head: Head, probs: np.ndarray) -> AgeEstimate:
         bin_probs = probs
     chosen = int(np.argmax(bin_probs))
     if mean is not None:
-        _, low, high = labels.AGE_BINS[chosen]
-        mean = min(max(mean, low), high + 1 - 0.01)
+        mean = labels.years_inside_bin(mean, labels.AGE_BIN_LABELS[chosen])
     return AgeEstimate(
         years=None if mean is None else round(mean, 2),
         bin=labels.AGE_BIN_LABELS[chosen],

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from facescope import labels
 from facescope.faces.align import align_face
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
 from facescope.inference.sources import Inputs, Kind, classify, is_live, open_video
@@ -237,9 +238,12 @@ class TrackPool:
                 pooled[name] = _pooled_label(self.names[name], probs)
                 continue
             years, years_std, frame_std = self.ages[name].moments(self.weight) or (None, None, None)
+            chosen = self.names[name][int(np.argmax(probs))]
+            if years is not None:  # as for one photo: the years kept inside the most likely group
+                years = labels.years_inside_bin(years, chosen)
             pooled[name] = TrackAge(
                 years=None if years is None else round(years, 2),
-                bin=self.names[name][int(np.argmax(probs))],
+                bin=chosen,
                 bin_probs={b: round(float(p), 5) for b, p in zip(self.names[name], probs)},
                 years_std=None if years_std is None else round(years_std, 2),
                 years_frame_std=None if frame_std is None else round(frame_std, 2),
@@ -431,6 +435,9 @@ class SceneCuts:
         return previous is not None and cv2.compareHist(previous, histogram, cv2.HISTCMP_BHATTACHARYYA) > CUT_DISTANCE
 
 
+EndedTrack = tuple[TrackPool, TrackEnd]
+
+
 class PersonTracks:
     """Tracks that each follow one person: ByteTrack's box tracks, ended at a scene cut and split where the
     face in a box stops matching the track's (see the module docstring). Track ids count up from 1 over
@@ -442,10 +449,10 @@ class PersonTracks:
         self._pools: dict[int, TrackPool] = {}  # by ByteTrack id
         self._next_id = 1
 
-    def update(self, frame: Frame, faces: list[FaceResult]) -> tuple[list[TrackPool | None], list[tuple[TrackPool, TrackEnd]]]:
+    def update(self, frame: Frame, faces: list[FaceResult]) -> tuple[list[TrackPool | None], list[EndedTrack]]:
         """Each face's track (None: not confirmed yet), with the face added to it; and the tracks that
         ended at this frame, with why."""
-        ended: list[tuple[TrackPool, TrackEnd]] = []
+        ended: list[EndedTrack] = []
         if self._cuts.is_cut(frame.rgb):
             ended += self.end_all("cut")
             self._boxes.reset()
@@ -468,7 +475,7 @@ class PersonTracks:
         ended += [(self._pools.pop(box_id), "lost") for box_id in sorted(set(self._pools) - alive)]
         return tracks, ended
 
-    def end_all(self, why: TrackEnd) -> list[tuple[TrackPool, TrackEnd]]:
+    def end_all(self, why: TrackEnd) -> list[EndedTrack]:
         ended = [(pool, why) for _, pool in sorted(self._pools.items())]
         self._pools.clear()
         return ended
@@ -552,7 +559,7 @@ def track_video(
     reader = FrameReader(source, FrameSampler(every, fps), live)
     tracks, run = PersonTracks(), VideoRun()
 
-    def end(ended: list[tuple[TrackPool, TrackEnd]]) -> None:
+    def end(ended: list[EndedTrack]) -> None:
         for pool, why in ended:
             emit(pool.summary(source, why))
             run.tracks += 1

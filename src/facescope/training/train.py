@@ -255,14 +255,21 @@ def _lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> fl
     return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def seeded_sample(index: list[int], limit: int | None, seed: int) -> list[int]:
+    """`limit` of `index` drawn at random across all of it (the same ones for the same seed), in their
+    order; all of it without a limit. A data set's files are often sorted by label (AAF by age, UTKFace
+    by age, then gender and race), so the first N would be one kind of face."""
+    if limit is None or limit >= len(index):
+        return list(index)
+    return sorted(random.Random(seed).sample(list(index), limit))
+
+
 def training_crops(data: TrainingData, split: str, size: int, framing: Framing,
                    limit: int | None = None, seed: int = 0) -> tuple[list[int], np.ndarray]:
     """(record indices, their crops) of a split's faces found by the face pipeline (with `limit`, of a
     seeded sample of that many across the split); faces not found or unreadable are counted in the log
     and left out."""
-    index = data.indices(split)
-    if limit is not None and limit < len(index):
-        index = sorted(random.Random(seed).sample(index, limit))
+    index = seeded_sample(data.indices(split), limit, seed)
     aligned = build_crops([data.records[i] for i in index], size, framing)
     crops, found = aligned.only_found()
     log.info("%s crops: %s", split, aligned.outcomes)

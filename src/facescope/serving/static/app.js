@@ -231,10 +231,13 @@ const CSV_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1
 function csvRows(result) {
   const base = { path: result.path, width: result.width, height: result.height, faces_found: result.faces_found, error: result.error };
   if (!result.faces.length) return [base];
+  // Faces numbered from 1, as on the photo, on the cards and in the CLI's CSV; an output the model does
+  // not have leaves its cells empty.
   return result.faces.map((face, index) => ({
     ...base, face: index + 1, x1: face.box[0], y1: face.box[1], x2: face.box[2], y2: face.box[3], score: face.score,
-    age_years: face.age.years, age_bin: face.age.bin, gender: face.gender.label, gender_prob: face.gender.probs[face.gender.label],
-    race: face.race.label, race_prob: face.race.probs[face.race.label],
+    age_years: face.age?.years, age_bin: face.age?.bin,
+    gender: face.gender?.label, gender_prob: face.gender?.probs[face.gender.label],
+    race: face.race?.label, race_prob: face.race?.probs[face.race.label],
   }));
 }
 
@@ -296,18 +299,20 @@ function estimateRow(title, value, note) {
 }
 
 function faceCard(face, photo, number) {
+  // An output the model does not have (a race head it was never taught) is left out of the card.
   const age = face.age;
-  const race = face.race.label;
-  const years = age.years !== null
+  const race = face.race?.label;
+  const errorFor = (task) => (race === undefined ? null : groupError(task, race));
+  const years = age && age.years !== null
     ? `about ${Math.round(age.years)}${age.years_std !== null ? ` (± ${Math.round(age.years_std)})` : ""}`
     : null;
   const summary = element("dl", { class: "estimates" },
-    ...estimateRow("Age", years ?? `${age.bin}`, groupError("age", race)),
-    ...estimateRow("Gender", estimateLine(face.gender), groupError("gender", race)),
-    ...estimateRow("Race", estimateLine(face.race), groupError("race", race)));
+    ...(age ? estimateRow("Age", years ?? `${age.bin}`, errorFor("age")) : []),
+    ...(face.gender ? estimateRow("Gender", estimateLine(face.gender), errorFor("gender")) : []),
+    ...(face.race ? estimateRow("Race", estimateLine(face.race), errorFor("race")) : []));
   const ageDetails = element("dl", { class: "age" });
   if (years !== null) ageDetails.append(element("dt", {}, "Years"), element("dd", {}, years));
-  ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${age.bin} (${percent(age.bin_probs[age.bin])})`));
+  if (age) ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${age.bin} (${percent(age.bin_probs[age.bin])})`));
 
   const card = element("li", { class: "face-card", id: `face-${photo}-${number}`, tabindex: "0", style: colourStyle(number) },
     element("h4", {},
@@ -316,9 +321,9 @@ function faceCard(face, photo, number) {
     summary,
     element("details", { class: "all-probs" },
       element("summary", {}, "All estimates"),
-      element("h5", {}, "Age"), ageDetails,
-      element("h5", {}, "Gender (apparent)"), probabilityList(face.gender, "Gender"),
-      element("h5", {}, "Race (apparent)"), probabilityList(face.race, "Race")));
+      ...(age ? [element("h5", {}, "Age"), ageDetails] : []),
+      ...(face.gender ? [element("h5", {}, "Gender (apparent)"), probabilityList(face.gender, "Gender")] : []),
+      ...(face.race ? [element("h5", {}, "Race (apparent)"), probabilityList(face.race, "Race")] : [])));
   card.addEventListener("mouseenter", () => linkFace(photo, number, true));
   card.addEventListener("mouseleave", () => linkFace(photo, number, false));
   card.addEventListener("focus", () => linkFace(photo, number, true));
@@ -455,8 +460,8 @@ async function loadModelCard() {
     element("h3", {}, "Training data"), ...renderTrainingData(card.training_data),
   ];
   target.replaceChildren(
-    element("p", {}, element("strong", {}, card.name), ` · ${card.backbone} · race labels (${card.race_taxonomy}): `,
-      card.labels.race.map(name).join(", ")),
+    element("p", {}, element("strong", {}, card.name), ` · ${card.backbone}`,
+      card.race_taxonomy ? ` · race labels (${card.race_taxonomy}): ${card.labels.race.map(name).join(", ")}` : " · no race output"),
     ...body);
 }
 
