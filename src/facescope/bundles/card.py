@@ -10,6 +10,7 @@ figures. No PyTorch here: the server imports this module.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from facescope import __version__, labels
@@ -227,6 +228,14 @@ def card_document(info: BundleInfo) -> Document:
             [[i, s["backbone"], f"{s['input_size']} px", s["start"], f"{s['epochs_run']} ({s['best_epoch']})",
               s["batch_size"], format_number(s["lr"]), s["balance"], "on" if s["augment"] else "off",
               format_number(s["minutes"])] for i, s in enumerate(recipe, 1)]))
+        for stage in recipe:
+            for head, by_label in (stage.get("logit_shifts") or {}).items():
+                training_data.add(
+                    f"Decision threshold: after training, {head} " + ", ".join(
+                        f"{label}'s logit was raised by {value:g} (its odds times {math.exp(value):.2f})"
+                        for label, value in by_label.items()) +
+                    ", chosen on the validation splits so that women and men are read wrong equally often "
+                    "(benchmarks/gender_shift.py).")
     quantitative = (_evaluation_sections(evaluation, "Quantitative analyses") if evaluation else
                     [Section("Quantitative analyses", ["No evaluation figures yet: run `facescope evaluate "
                                                         "--update-bundle`."])])

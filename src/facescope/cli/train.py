@@ -69,6 +69,10 @@ def export_command(
     int8: bool = typer.Option(False, "--int8", help="quantize the convolutions to int8 (the default model's network: 3.3x as fast on CPU), "
                                                     "calibrated on crops of the run's own training split"),
     calibration_crops_count: int = typer.Option(512, "--calibration-crops", help="how many training crops calibrate --int8"),
+    logit_shift: list[str] = typer.Option([], "--logit-shift", metavar="HEAD.LABEL=VALUE",
+                                          help="add VALUE to a label's logit, e.g. gender.Female=0.5 (a decision "
+                                               "threshold moved into the network; benchmarks/gender_shift.py "
+                                               "chooses one on the validation splits); repeatable"),
 ) -> None:
     """Export a checkpoint as an inference bundle (model.onnx + model.json).
 
@@ -84,7 +88,22 @@ def export_command(
     from facescope.training.data import calibration_crops
     from facescope.training.run_folder import RunFolder
 
+    shifts: dict[str, dict[str, float]] = {}
+    for item in logit_shift:
+        target, _, value = item.partition("=")
+        head, _, label = target.partition(".")
+        try:
+            shifts.setdefault(head, {})[label] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: write HEAD.LABEL=VALUE, e.g. gender.Female=0.5",
+                                     param_hint="--logit-shift") from None
     model, state = load_trained_model(checkpoint)
+    if shifts:
+        try:
+            model.shift_logits(shifts)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--logit-shift") from None
+        state["recipe"][-1]["logit_shifts"] = shifts  # the model card says so
     calibration = None
     if int8:
         splits = RunFolder(Path(checkpoint).parent.parent).splits

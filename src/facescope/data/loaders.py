@@ -136,9 +136,12 @@ def load_utk48_csv(path: Path) -> LoadedDataset:
     return LoadedDataset("utk48csv", path.parent, "utkface5", records, skipped)
 
 
-def load_manifest(path: Path, taxonomy: str | None = None) -> LoadedDataset:
+def load_manifest(path: Path, taxonomy: str | None = None, per_row_taxonomy: bool = False) -> LoadedDataset:
     """A CSV with a `path` column (relative to the CSV's folder, or absolute) and any of `age` (years),
     `age_bin`, `gender`, `race`, plus `race_taxonomy` (or the `taxonomy` argument) when races are given.
+    Races are in one taxonomy, except with `per_row_taxonomy` (a training run's split manifest over data
+    sets labelled in different ones): then each row's race is read in its own row's `race_taxonomy`, and
+    the data set's taxonomy is the finest of them.
     Optional: `partition` (train / val / test), `dataset` (the data set a row comes from, e.g. a split
     manifest's), `person` (an identity: splits keep a person's photos together) and `x1,y1,x2,y2` (the
     labelled face's box). A path `CSV#row=N` is row N of a 48x48 CSV, read from that CSV."""
@@ -146,8 +149,10 @@ def load_manifest(path: Path, taxonomy: str | None = None) -> LoadedDataset:
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if "path" not in table.columns:
         raise UnknownDatasetLayout(f"{path} has no 'path' column")
+    found = set(table.get("race_taxonomy", pd.Series(dtype=str))) - {""}
+    if per_row_taxonomy and len(found) > 1:
+        taxonomy = max(found, key=lambda name: len(labels.taxonomy(name).labels))
     if "race" in table.columns and taxonomy is None:
-        found = set(table.get("race_taxonomy", pd.Series(dtype=str))) - {""}
         if len(found) > 1 or (not found and (table["race"] != "").any()):
             raise ValueError(
                 f"{path}: races need one taxonomy: give a race_taxonomy column or --taxonomy "
@@ -173,15 +178,17 @@ def load_manifest(path: Path, taxonomy: str | None = None) -> LoadedDataset:
             if gender is not None and gender not in labels.GENDERS:
                 raise ValueError(f"gender {gender!r} is not one of {labels.GENDERS}")
             race = row.get("race") or None
+            row_taxonomy = labels.taxonomy(row["race_taxonomy"]) if per_row_taxonomy and row.get("race_taxonomy") \
+                else race_taxonomy
             if race is not None:
-                race_taxonomy.index(race)
+                row_taxonomy.index(race)
             box = _box(row) if has_box and row["x1"] else None
             source, pixels = _manifest_image(path, row["path"])
         except ValueError as error:
             skipped.append(SkippedEntry(name, str(error)))
             continue
         records.append(
-            FaceRecord(source, age, age_bin, gender, race, race_taxonomy.name, row["path"],
+            FaceRecord(source, age, age_bin, gender, race, row_taxonomy.name, row["path"],
                        row.get("partition") or None, pixels, row.get("dataset") or "manifest",
                        row.get("person") or None, box)
         )

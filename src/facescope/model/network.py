@@ -144,6 +144,20 @@ class MultiTaskNet(nn.Module):
         features = self.dropout(self.features(images))
         return {name: layer(features) for name, layer in self.heads.items()}
 
+    def shift_logits(self, shifts: dict[str, dict[str, float]]) -> None:
+        """Add `shifts[head][label]` to that label's logit (its head's bias): a decision threshold moved
+        into the network, so that its probabilities and every answer made from them move together. A
+        shift of d on one of two labels multiplies its odds by e^d."""
+        for name, by_label in shifts.items():
+            if name not in self.heads:
+                raise ValueError(f"no head {name!r} to shift (heads: {', '.join(self.heads)})")
+            head = next(h for h in self.outputs if h.name == name)
+            for label, value in by_label.items():
+                if label not in head.labels:
+                    raise ValueError(f"head {name!r} has no label {label!r} (labels: {', '.join(head.labels)})")
+                with torch.no_grad():
+                    self.heads[name].bias[head.labels.index(label)] += value
+
 
 class ProbabilityNet(nn.Module):
     """What the bundle exports: each head's softmax probabilities, a tuple in head order for ONNX; with
