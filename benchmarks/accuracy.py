@@ -64,10 +64,21 @@ def by_group(result: EvaluationResult, grouping: str) -> dict[str, dict]:
             for _, row in rows.iterrows()}
 
 
-def evaluate_data_set(predictor: Predictor, path: Path, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+def data_sets() -> list[Path]:
+    """The data sets the benchmarks read by default: the shared ones, and FairFace in facescope's cache."""
+    return [*(data_root() / name for name in ("utkface", "aaf", "lfw")), cache_dir() / "data" / "fairface"]
+
+
+def split_predictions(predictor: Predictor, path: Path, split: str = "test", seed: int = 0):
+    """(data set, photos of its `split` made as training makes it, the predictions table, faces not found)."""
     dataset = load_dataset(path)
-    records = [r for r, s in zip(dataset.records, assign_splits(dataset.records, seed=seed)) if s == "test"]
+    records = [r for r, s in zip(dataset.records, assign_splits(dataset.records, seed=seed)) if s == split]
     table, _, missed = predictions_table(predictor, records, dataset.taxonomy)
+    return dataset, records, table, missed
+
+
+def evaluate_data_set(predictor: Predictor, path: Path, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    dataset, records, table, missed = split_predictions(predictor, path, "test", seed)
     summary = {"data_set": dataset.format, "test_photos": len(records), "faces_found": len(table),
                "faces_not_found": missed, **summarise(table, dataset.format, seed)}
     return summary, table
@@ -113,13 +124,17 @@ def summarise(table: pd.DataFrame, data_set: str, seed: int = 0) -> dict:
     return summary
 
 
+def arguments(doc: str, output: str, model_help: str = "model name or bundle folder (default: the bundled model)"):
+    """The options every accuracy benchmark takes: --model, --data (data_sets()), --output (reports/OUTPUT)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help=model_help)
+    parser.add_argument("--data", type=Path, nargs="+", default=data_sets())
+    parser.add_argument("--output", type=Path, default=REPO / "reports" / output)
+    return parser.parse_args()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model name or bundle folder (default: the bundled model)")
-    parser.add_argument("--data", type=Path, nargs="+", default=[
-        *(data_root() / n for n in ("utkface", "aaf", "lfw")), cache_dir() / "data" / "fairface"])
-    parser.add_argument("--output", type=Path, default=REPO / "reports" / "accuracy")
-    args = parser.parse_args()
+    args = arguments(__doc__, "accuracy")
 
     predictor = Predictor(args.model)
     args.output.mkdir(parents=True, exist_ok=True)

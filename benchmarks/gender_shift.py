@@ -13,21 +13,13 @@ network, so probabilities, answers and every figure follow it. Writes shifts.jso
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from facescope.data import load_dataset
-from facescope.data.splits import assign_splits
-from facescope.evaluation.run import predictions_table
+from accuracy import ADULT_BINS, arguments, split_predictions  # (benchmarks/ is the script's folder)
 from facescope.inference.predictor import Predictor
-from facescope.paths import cache_dir, data_root
-
-REPO = Path(__file__).resolve().parents[1]
-ADULT_BINS = ("20-29", "30-39", "40-49", "50-59", "60-69", "70+")
 GRID = np.round(np.arange(-1.0, 1.51, 0.05), 2)
 
 
@@ -56,12 +48,7 @@ def choose_shift(tables: dict[str, pd.DataFrame]) -> tuple[float, list[dict]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="the bundle to choose for (exported without a shift)")
-    parser.add_argument("--data", type=Path, nargs="+", default=[
-        *(data_root() / n for n in ("utkface", "aaf", "lfw")), cache_dir() / "data" / "fairface"])
-    parser.add_argument("--output", type=Path, default=REPO / "reports" / "gender-shift")
-    args = parser.parse_args()
+    args = arguments(__doc__, "gender-shift", "the bundle to choose for, exported without a shift")
 
     predictor = Predictor(args.model)
     tables = {}
@@ -69,9 +56,8 @@ def main() -> None:
         if not path.exists():
             print(f"{path}: not there, left out")
             continue
-        dataset = load_dataset(path)
-        records = [r for r, s in zip(dataset.records, assign_splits(dataset.records, seed=0)) if s == "val"]
-        tables[dataset.format], _, _ = predictions_table(predictor, records, dataset.taxonomy)
+        dataset, _, table, _ = split_predictions(predictor, path, "val")
+        tables[dataset.format] = table
     shift, rows = choose_shift(tables)
     print(f"{'d':>6}  " + "  ".join(f"{name + ' women/men':>24}" for name in tables) + "  mean |difference|")
     for row in rows:

@@ -1,5 +1,6 @@
 """Outputs as data: heads declared once, coarse labels teaching fine heads, age groups teaching ages in years."""
 
+import math
 import numpy as np
 import pytest
 
@@ -212,3 +213,22 @@ def test_a_model_whose_data_has_no_race_label_exports_and_answers_no_race(utkfac
     card_text = render_model_card(read_bundle_info(bundle))
     assert "two heads: gender (Female, Male), age;" in card_text
     assert "probabilities for each gender label, and an expected age in years" in card_text
+
+
+def test_a_logit_shift_multiplies_one_labels_odds_and_moves_no_other_head():
+    from facescope.model.network import MultiTaskNet
+
+    torch.manual_seed(0)
+    model = MultiTaskNet("small_cnn", standard_heads("fairface7"), pretrained=False).eval()
+    images = torch.rand(4, 3, 48, 48)
+    with torch.no_grad():
+        before = {name: logits.softmax(1) for name, logits in model(images).items()}
+        model.shift_logits({"gender": {"Female": 0.65}})
+        after = {name: logits.softmax(1) for name, logits in model(images).items()}
+    odds = lambda p: p[:, 0] / p[:, 1]  # Female / Male  # noqa: E731
+    assert torch.allclose(odds(after["gender"]), odds(before["gender"]) * math.exp(0.65), rtol=1e-4)
+    assert torch.equal(after["race"], before["race"]) and torch.equal(after["age"], before["age"])
+    with pytest.raises(ValueError, match="no label 'Woman'"):
+        model.shift_logits({"gender": {"Woman": 1.0}})
+    with pytest.raises(ValueError, match="no head 'mood'"):
+        model.shift_logits({"mood": {"happy": 1.0}})
