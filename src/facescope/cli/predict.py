@@ -19,6 +19,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from facescope.heads import DEFAULT_THRESHOLDS
 from facescope.inference.results import ImageResult
 
 EXIT_UNREADABLE = 1
@@ -38,7 +39,7 @@ class Engine(str, Enum):
     ray = "ray"
 
 
-CSV_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
+CSV_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
                "age_bin", "gender", "gender_prob", "race", "race_prob", "error"]
 # A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -103,7 +104,7 @@ def _cell(value):
 
 
 def _csv_rows(result: ImageResult):
-    base = {"path": _cell(result.path), "width": result.width, "height": result.height,
+    base = {"path": _cell(result.path), "model": result.model, "width": result.width, "height": result.height,
             "faces_found": result.faces_found, "error": _cell(result.error)}
     if not result.faces:
         yield base
@@ -111,8 +112,9 @@ def _csv_rows(result: ImageResult):
         yield base | {
             "face": index, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2], "y2": face.box[3],
             "score": face.score, "age_years": face.age.years, "age_bin": face.age.bin,
-            "gender": face.gender.label, "gender_prob": face.gender.probs[face.gender.label],
-            "race": face.race.label, "race_prob": face.race.probs[face.race.label],
+            # The top probability, also where the answer was withheld as "uncertain".
+            "gender": face.gender.label, "gender_prob": max(face.gender.probs.values()),
+            "race": face.race.label, "race_prob": max(face.race.probs.values()),
         }
 
 
@@ -199,6 +201,10 @@ def predict_command(
     manifest: str | None = typer.Option(None, "--manifest", help="--engine ray: CSV/Parquet with a path column, "
                                         "or one path per line (local or a URI)"),
     workers: int = typer.Option(1, "--workers", help="--engine ray: network actors (detection tasks use the rest of the CPUs)"),
+    threshold: list[str] | None = typer.Option(None, "--threshold", metavar="HEAD=P", help="answer \"uncertain\" "
+                                               "where a head's top probability is below P (repeat per head; "
+                                               "\"none\": always answer; age: its age group's); default "
+                                               + ", ".join(f"{h}={p:g}" for h, p in DEFAULT_THRESHOLDS.items())),
 ) -> None:
     """Estimate age, gender and race for every face in the given photos, or track faces in a video.
 
@@ -215,6 +221,8 @@ def predict_command(
     """
     from facescope.cli import NOTICE
     from facescope.faces.intake import display_name
+    from facescope.heads import parse_thresholds
+    from facescope.inference.error_figures import withhold_uncertain_faces
     from facescope.inference.predictor import INTERNAL_ERROR, Predictor
     from facescope.inference.video import is_video_source
 
@@ -239,6 +247,10 @@ def predict_command(
     detection = {"detection_size": detection_size, "score_threshold": score_threshold,
                  "min_face_size": min_face_size, "max_faces": max_faces}
     predictor = Predictor(model, batch_size=batch_size, **{k: v for k, v in detection.items() if v is not None})
+    try:
+        thresholds = parse_thresholds(threshold, predictor.info.heads)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--threshold") from None
     files, skipped = collect_files([Path(p) for p in paths], recursive)
 
     # Standard input is read here, once, so the photo can be read again to annotate it.
@@ -254,6 +266,7 @@ def predict_command(
     try:
         for source, result in progress:
             faces += len(result.faces)
+            withhold_uncertain_faces(result, thresholds)
             if result.error:
                 failed.append(result.error)
                 internal += result.error.startswith(INTERNAL_ERROR)

@@ -13,17 +13,33 @@ def _absent(value) -> bool:
     return value is None
 
 
+class MeasuredError(BaseModel):
+    """How often this model's estimate was right (or how far off) on the test faces it estimated like
+    this one: the most specific group of estimates with enough test faces (facescope.inference.error_figures)."""
+
+    figure: str = Field(description="gender_accuracy, race_accuracy, age_mae or age_bin_accuracy")
+    value: float
+    interval: list[float] | None = Field(default=None, description="95% bootstrap interval")
+    faces: int = Field(description="test faces behind the figure")
+    grouping: str = Field(description='which grouping of estimates the figure is from ("estimated age group", ...)')
+    group: str = Field(description='the group, as the estimates name it ("0-2 / Female")')
+    text: str = Field(description='the figure in words: "gender right 67% for faces estimated 0-2"')
+
+
 class AgeEstimate(BaseModel):
     years: float | None = Field(description="expected age in years, kept inside `bin`'s range so that the two "
                                 "never disagree (None for a model trained on age groups only)")
-    bin: str = Field(description="most likely of the 9 FairFace age groups")
+    bin: str = Field(description='most likely of the 9 FairFace age groups, or "uncertain" below the confidence '
+                     "threshold (then `years` is withheld too)")
     bin_probs: dict[str, float]
     years_std: float | None = Field(default=None, description="spread of the age distribution: an uncertainty")
+    measured: MeasuredError | None = Field(default=None, exclude_if=_absent)
 
 
 class LabelEstimate(BaseModel):
-    label: str
+    label: str = Field(description='the most likely label, or "uncertain" below the confidence threshold')
     probs: dict[str, float]
+    measured: MeasuredError | None = Field(default=None, exclude_if=_absent)
 
 
 class Estimates(BaseModel):
@@ -50,6 +66,8 @@ class FaceResult(Estimates):
 
 class ImageResult(BaseModel):
     path: str
+    model: str | None = Field(default=None, exclude_if=_absent,
+                              description="the model that made the estimates (its model.json name)")
     width: int | None = Field(default=None, description="the photo's width in its own pixels (boxes use these)")
     height: int | None = None
     faces: list[FaceResult] = Field(default=[], description="the faces shown: the largest `faces_found`, "

@@ -22,6 +22,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from facescope import labels
 from facescope.faces import ImageReadError, read_image
 from facescope.bundles.card import card_json
+from facescope.heads import DEFAULT_THRESHOLDS, parse_thresholds
+from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
 from facescope.serving.annotate import annotate_image
@@ -137,6 +139,10 @@ async def predict(
     min_face_size: float | None = Query(None, ge=0, le=10_000, description="smallest face kept, in px"),
     max_faces: int | None = Query(None, ge=1, description="most faces analysed, the largest first (at most "
                                   "the server's own cap); `faces_found` says how many there were"),
+    thresholds: str | None = Query(None, description="HEAD=P items, comma-separated: a head whose top "
+                                   "probability is below P answers \"uncertain\" (its probabilities are kept); "
+                                   "\"none\" answers everything; default "
+                                   + ",".join(f"{h}={p:g}" for h, p in DEFAULT_THRESHOLDS.items())),
 ) -> PredictionResult:
     """Age, gender and race estimates for every face in one photo (at most `max_faces`, largest first)."""
     state = _state(request)
@@ -144,6 +150,10 @@ async def predict(
     predictor = _predictor(request)
     if max_faces is not None and max_faces > settings.max_faces:
         raise HTTPException(422, f"max_faces is at most {settings.max_faces} on this server")
+    try:
+        bars = parse_thresholds(thresholds, predictor.info.heads)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
     detection = {"detection_size": detection_size or settings.detection_size,
                  "score_threshold": settings.score_threshold if score_threshold is None else score_threshold,
                  "min_face_size": settings.min_face_size if min_face_size is None else min_face_size,
@@ -152,7 +162,7 @@ async def predict(
 
     def run_prediction() -> PredictionResult:
         with state.gate:
-            result = predictor.predict_image(data, name=filename, **detection)
+            result = withhold_uncertain_faces(predictor.predict_image(data, name=filename, **detection), bars)
             answer = PredictionResult(**dict(result))
             if annotate:
                 answer.annotated_image = _jpeg_data_url(annotate_image(read_image(data), result.faces))

@@ -61,7 +61,7 @@ async function analyse(file) {
   form.append("file", file, file.name || "photo.jpg");
   let response, result;
   try {
-    response = await fetch(`/api/v1/predict${shownAsIs ? "" : "?annotate=true"}`, { method: "POST", body: form });
+    response = await fetch(`/api/v1/predict?${predictQuery(shownAsIs)}`, { method: "POST", body: form });
     result = await response.json();
   } catch (error) {
     setStatus(`The server could not be reached (${error.message}).`, true);
@@ -150,6 +150,10 @@ function estimateLine(estimate) {
   const ranked = Object.entries(estimate.probs).sort((a, b) => b[1] - a[1]);
   const [[label, p], runnerUp] = ranked;
   const name = (value) => value.replaceAll("_", " ");
+  if (estimate.label === "uncertain") {
+    return element("span", { class: "estimate uncertain" }, "uncertain",
+      element("span", { class: "runner-up" }, ` (${name(label)} at most ${percent(p)})`));
+  }
   if (p >= CONFIDENT) {
     return element("span", { class: "estimate confident" }, name(label), element("span", { class: "share" }, ` ${percent(p)}`));
   }
@@ -158,15 +162,23 @@ function estimateLine(estimate) {
     runnerUp ? element("span", { class: "runner-up" }, `, or ${name(runnerUp[0])} (${percent(runnerUp[1])})`) : "");
 }
 
-// The model's measured error for faces like this one, in words, from the card's per-race figures
-// (the test faces whose labelled race is the one estimated here).
-function groupError(task, race) {
-  const group = modelCard?.evaluation?.by_race?.[race];
-  if (!group) return null;
-  const faces = `${race.replaceAll("_", " ")} test faces (${group.n})`;
-  if (task === "age" && typeof group.age_mae === "number") return `off by ${group.age_mae.toFixed(1)} years on average for ${faces}`;
-  const accuracy = group[`${task}_accuracy`];
-  return typeof accuracy === "number" ? `wrong on ${percent(1 - accuracy)} of ${faces}` : null;
+// The query of a prediction: the annotated photo where the browser cannot show the file itself, and
+// the confidence every answer must reach (the page's one control sets every head's; empty: the defaults).
+function predictQuery(shownAsIs) {
+  const query = new URLSearchParams();
+  if (!shownAsIs) query.set("annotate", "true");
+  const sure = $("min-confidence")?.value;
+  if (sure !== undefined && sure !== "") {
+    const bar = Math.min(100, Math.max(0, Number(sure))) / 100;
+    query.set("thresholds", ["gender", "race", "age"].map((head) => `${head}=${bar}`).join(","));
+  }
+  return query.toString();
+}
+
+// The model's measured figure for faces estimated like this one (the API's `measured`, from the most
+// specific group of estimates with enough test faces), in words.
+function measuredNote(estimate) {
+  return estimate?.measured?.text ?? null;
 }
 
 function estimateRow(title, value, note) {
@@ -175,17 +187,18 @@ function estimateRow(title, value, note) {
 
 function faceCard(face, number) {
   const age = face.age;
-  const race = face.race.label;
   const years = age.years !== null
     ? `about ${Math.round(age.years)}${age.years_std !== null ? ` (± ${Math.round(age.years_std)})` : ""}`
     : null;
   const summary = element("dl", { class: "estimates" },
-    ...estimateRow("Age", years ?? `${age.bin}`, groupError("age", race)),
-    ...estimateRow("Gender", estimateLine(face.gender), groupError("gender", race)),
-    ...estimateRow("Race", estimateLine(face.race), groupError("race", race)));
+    ...estimateRow("Age", age.bin === "uncertain" ? `uncertain${years ? ` (${years})` : ""}` : years ?? `${age.bin}`,
+      measuredNote(age)),
+    ...estimateRow("Gender", estimateLine(face.gender), measuredNote(face.gender)),
+    ...estimateRow("Race", estimateLine(face.race), measuredNote(face.race)));
   const ageDetails = element("dl", { class: "age" });
   if (years !== null) ageDetails.append(element("dt", {}, "Years"), element("dd", {}, years));
-  ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${age.bin} (${percent(age.bin_probs[age.bin])})`));
+  const [topBin, topShare] = Object.entries(age.bin_probs).sort((a, b) => b[1] - a[1])[0];
+  ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${topBin} (${percent(topShare)})`));
 
   const card = element("li", { class: "face-card", id: `face-${number}`, tabindex: "0", style: colourStyle(number) },
     element("h3", {},
