@@ -16,6 +16,8 @@ from PIL import Image
 
 from tests.conftest import compose_canvas
 from facescope import labels
+from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
+from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.serving.app import MULTIPART_OVERHEAD, create_app
 
@@ -79,17 +81,24 @@ def check_face(face: dict, width: int, height: int, race_labels) -> None:
     assert all(len(point) == 2 for point in face["landmarks"])
 
     age = face["age"]
-    assert set(age) == {"years", "bin", "bin_probs", "years_std"}
+    # `measured`: the model's figure for faces estimated alike, once its bundle has figures by estimated group
+    assert set(age) - {"measured"} == {"years", "bin", "bin_probs", "years_std"}
     check_probabilities(age["bin_probs"], labels.AGE_BIN_LABELS)
-    assert age["bin"] == max(age["bin_probs"], key=age["bin_probs"].get)
+    assert age["bin"] == answer(age["bin_probs"], DEFAULT_THRESHOLDS["age"])
     if age["years"] is not None:
         assert 0.0 <= age["years"] <= labels.MAX_AGE and age["years_std"] >= 0.0
 
     for name, expected_labels in (("gender", labels.GENDERS), ("race", race_labels)):
         estimate = face[name]
-        assert set(estimate) == {"label", "probs"}
+        assert set(estimate) - {"measured"} == {"label", "probs"}
         check_probabilities(estimate["probs"], expected_labels)
-        assert estimate["label"] == max(estimate["probs"], key=estimate["probs"].get)
+        assert estimate["label"] == answer(estimate["probs"], DEFAULT_THRESHOLDS[name])
+
+
+def answer(probs: dict, threshold: float) -> str:
+    """The most likely label, or "uncertain" under the threshold."""
+    top = max(probs, key=probs.get)
+    return top if probs[top] >= threshold else UNCERTAIN
 
 
 def test_health(client: TestClient, predictor: Predictor):
@@ -121,12 +130,14 @@ def test_predict_schema_on_real_crops(client: TestClient, predictor: Predictor, 
         assert response.status_code == 200, response.text
         result = response.json()
         # Exactly a line of `facescope predict --format jsonl` (no annotated_image key unless asked for).
-        assert set(result) == {"path", "width", "height", "faces", "faces_found", "error"}
+        assert set(result) == {"path", "model", "width", "height", "faces", "faces_found", "error"}
         assert result["faces_found"] == len(result["faces"])
         assert (result["path"], result["width"], result["height"], result["error"]) == (name, 200, 200, None)
         assert len(result["faces"]) == 1
         check_face(result["faces"][0], 200, 200, predictor.info.race_labels)
-        assert result == next(predictor.predict_images([data], names=[name])).model_dump(mode="json")
+        # The library's answer with the default confidence thresholds applied, as the API applies them.
+        expected = withhold_uncertain_faces(next(predictor.predict_images([data], names=[name])), DEFAULT_THRESHOLDS)
+        assert result == expected.model_dump(mode="json")
 
 
 def test_predict_annotated_image(client: TestClient, crops: list[bytes]):

@@ -675,11 +675,15 @@ def _coverage_section(result: EvaluationResult, heading: str) -> Section:
             by_threshold = cells.set_index("threshold")
             rows.append([group if grouping == "overall" else f"{GROUPING_NAMES.get(grouping, grouping)}: {group}",
                          int(by_threshold["faces"].iloc[0]),
-                         *[f"{by_threshold.loc[t, 'coverage']:.0%} ({show('gender_accuracy', by_threshold.loc[t, 'answered_accuracy'])})"
-                           for t in thresholds]])
+                         *[_kept(by_threshold.loc[t]) for t in thresholds]])
         section.add(Section(HEAD_NAMES.get(head, head).capitalize(), [Table(
             ["group", "faces", *[f"at {t:.0%}" for t in thresholds]], rows)]))
     return section
+
+
+def _kept(cell: pd.Series) -> str:
+    """A coverage cell: share answered (accuracy of the answers)."""
+    return f"{cell['coverage']:.0%} ({show('gender_accuracy', cell['answered_accuracy'])})"
 
 
 def _joins(context: dict) -> list:
