@@ -4,9 +4,12 @@
 
 Seeds: a real UTKFace crop and small generated images, in every format Pillow reads that facescope meets
 (JPEG, PNG, GIF, TIFF, WebP, BMP, ICO), several frames and modes; hypothesis then flips, inserts, deletes,
-duplicates and truncates their bytes. Each input goes through read_photo and FaceDetector.detect; the only
-exception allowed is the intake's ImageReadError. Prints how many inputs were tried, how many were read,
-how many refused, and every input that raised anything else (saved under --failures for replay).
+duplicates and truncates their bytes. Each input goes through read_photo and FaceDetector.detect, three
+ways: as bytes, as a strided (non-contiguous) memoryview of the same bytes, which must give the same
+outcome, and as a file under a generated name (NUL bytes, slashes, names longer than the file system
+allows, names that are not UTF-8 included; a name the system refuses is still passed to read_photo). The
+only exception allowed is the intake's ImageReadError. Prints how many inputs were tried, how many were
+read, how many refused, and every input that raised anything else (saved under --failures for replay).
 Not run in CI: it takes minutes.
 """
 
@@ -15,7 +18,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import os
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -64,6 +69,12 @@ mutation = st.one_of(
 )
 
 
+# File names: any bytes but "/" (so every file stays inside the fuzzing folder), and the hard cases.
+file_names = st.one_of(st.binary(min_size=1, max_size=300).map(lambda n: n.replace(b"/", b"_"))
+                       .filter(lambda n: n not in (b".", b"..")),
+                       st.just(b"x" * 300), st.just(b"a\0b.jpg"), st.just(b"no/such/folder.jpg"))
+
+
 def mutate(data: bytes, mutations) -> bytes:
     buffer = bytearray(data)
     for kind, position, value in mutations:
@@ -97,8 +108,9 @@ def main() -> None:
 
     @settings(max_examples=args.count, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck))
-    @given(seed=st.sampled_from(range(len(SEEDS))), mutations=st.lists(mutation, min_size=1, max_size=6))
-    def one_input(seed, mutations):
+    @given(seed=st.sampled_from(range(len(SEEDS))), mutations=st.lists(mutation, min_size=1, max_size=6),
+           name=file_names)
+    def one_input(seed, mutations, name):
         if time.monotonic() - start > args.seconds:
             return
         data = mutate(SEEDS[seed], mutations)
@@ -107,12 +119,41 @@ def main() -> None:
             photo = read_photo(data)
             detector.detect(photo.pixels)
             tally["read"] += 1
+            read = True
         except ImageReadError:
             tally["refused"] += 1
+            read = False
         except Exception:
             failures.append((data, traceback.format_exc()))
+            return
+        try:
+            strided = memoryview(bytes(b for byte in data for b in (byte, 0)))[::2]
+            if outcome(strided) != read:
+                failures.append((data, "a strided memoryview of the bytes gave another outcome"))
+            path = folder + "/" + os.fsdecode(name)
+            try:
+                with open(path, "wb") as file:
+                    file.write(data)
+            except (OSError, ValueError):  # a name the system refuses: read_photo must say so too
+                pass
+            outcome(path)
+        except Exception:
+            failures.append((data, f"name {name!r}:\n{traceback.format_exc()}"))
 
-    one_input()
+    def outcome(source) -> bool:
+        try:
+            read_photo(source)
+            return True
+        except ImageReadError:
+            return False
+
+    folder = tempfile.mkdtemp(prefix="facescope-fuzz-")
+    try:
+        one_input()
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
     seconds = time.monotonic() - start
     print(f"{tally['tried']} mutated inputs in {seconds:.0f} s (from {len(SEEDS)} seeds): {tally['read']} read, "
           f"{tally['refused']} refused with ImageReadError, {len(failures)} raised anything else")

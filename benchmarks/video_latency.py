@@ -38,8 +38,7 @@ def make_clip(path: Path, first: np.ndarray, second: np.ndarray, frames: int = 3
     of the bottom half at frame `enters` (cut off by the edge at first). Both bounce back at the edges,
     so a clip can be any length."""
     faces = [cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_AREA) for face in (first, second)]
-    rows, cols = np.mgrid[0:SIZE[1], 0:SIZE[0]]
-    background = np.stack([cols * 255 // SIZE[0], rows * 255 // SIZE[1], np.full_like(cols, 90)], -1).astype(np.uint8)
+    background = gradient_background()
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE)
     span = SIZE[0] - SIDE
     for index in range(frames):
@@ -53,6 +52,12 @@ def make_clip(path: Path, first: np.ndarray, second: np.ndarray, frames: int = 3
             visible[:] = faces[1][:, :visible.shape[1]]
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
+
+
+def gradient_background(blue: int = 90) -> np.ndarray:
+    """A SIZE RGB frame: red grows left to right, green top to bottom; `blue` sets the scene apart."""
+    rows, cols = np.mgrid[0:SIZE[1], 0:SIZE[0]]
+    return np.stack([cols * 255 // SIZE[0], rows * 255 // SIZE[1], np.full_like(cols, blue)], -1).astype(np.uint8)
 
 
 def _bounce(x: int, span: int) -> int:

@@ -105,7 +105,7 @@ def main() -> None:
                         page.screenshot(path=str(Path(folder) / "shot.png"))
                         save_small_png(args.output / f"{screen}-start.png", Image.open(Path(folder) / "shot.png"))
                     page.set_input_files("#file-input", str(Path(folder) / f"{name}.jpg"))
-                    page.locator("#face-1").wait_for()
+                    page.locator("#face-1-1").wait_for()
                     page.wait_for_function("() => Math.abs(document.getElementById('results').getBoundingClientRect().top) < 20")
                     time.sleep(0.5)  # the smooth scroll settles
                     shot = Path(folder) / "shot.png"

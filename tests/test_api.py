@@ -260,3 +260,136 @@ def test_page_and_its_files_are_served(client: TestClient):
         assert client.get(asset).status_code == 200
     # Nothing is loaded from another site.
     assert "http://" not in page.text and "https://" not in page.text
+
+
+# ---------------------------------------------------------------- several photos, and base64 JSON bodies
+
+BATCH = "/api/v1/predict/batch"
+
+
+def test_batch_gives_one_result_per_file_and_one_error_per_bad_file(client: TestClient, predictor: Predictor,
+                                                                     crops: list[bytes]):
+    files = [
+        ("files", ("first.jpg", crops[0], "image/jpeg")),
+        ("files", ("junk.jpg", b"this is not a photo at all" * 20, "image/jpeg")),
+        ("files", ("half.jpg", crops[1][: len(crops[1]) // 2], "image/jpeg")),
+        ("files", ("notes.txt", crops[2], "text/plain")),
+        ("files", ("last.jpg", crops[3], "image/jpeg")),
+    ]
+    response = client.post(BATCH, files=files)
+    assert response.status_code == 200, response.text
+    results = response.json()
+    assert [r["path"] for r in results] == ["first.jpg", "junk.jpg", "half.jpg", "notes.txt", "last.jpg"]
+    # The good photos: exactly what /predict answers for each alone (today's result schema).
+    for result, data in ((results[0], crops[0]), (results[4], crops[3])):
+        assert result == post_photo(client, data, result["path"]).json()
+        assert result["error"] is None and len(result["faces"]) == 1
+    # Each bad one is its own error record, with the reason /predict would give.
+    assert "not an image file" in results[1]["error"] and results[1]["faces"] == []
+    assert "truncated" in results[2]["error"]
+    assert "text/plain is not an image type" in results[3]["error"]
+
+
+def test_batch_annotates_each_photo(client: TestClient, crops: list[bytes]):
+    files = [("files", (f"{n}.jpg", data, "image/jpeg")) for n, data in enumerate(crops[:2])]
+    results = client.post(BATCH, params={"annotate": True}, files=files).json()
+    assert [r["annotated_image"][:23] for r in results] == ["data:image/jpeg;base64,"] * 2
+
+
+def test_batch_limits_on_files_and_bytes(predictor: Predictor, crops: list[bytes]):
+    few = TestClient(create_app(predictor=predictor, max_files_per_request=2))
+    files = [("files", (f"{n}.jpg", data, "image/jpeg")) for n, data in enumerate(crops[:3])]
+    response = few.post(BATCH, files=files)
+    assert response.status_code == 413 and "at most 2 photos per request" in response.json()["detail"]
+    assert few.post(BATCH, files=files[:2]).status_code == 200
+
+    # All photos together over the request limit (each within the photo limit): the whole request is refused.
+    padded = [("files", (f"{n}.jpg", data + b"\0" * 30_000, "image/jpeg")) for n, data in enumerate(crops[:3])]
+    small = TestClient(create_app(predictor=predictor, max_request_bytes=1000))
+    response = small.post(BATCH, files=padded)
+    assert response.status_code == 413 and "over the limit of" in response.json()["detail"]
+    # Sent without a Content-Length: caught on the bytes received.
+    request = small.build_request("POST", BATCH, files=padded)
+    body = request.read()
+    response = small.post(BATCH, content=(body[i:i + 4096] for i in range(0, len(body), 4096)),
+                          headers={"Content-Type": request.headers["Content-Type"]})
+    assert response.status_code == 413
+
+    # One photo over the per-photo limit: that photo's error, the others analysed.
+    limit = max(len(data) for data in crops[:2]) + 1
+    big = crops[2] + b"\0" * limit
+    results = TestClient(create_app(predictor=predictor, max_upload_bytes=limit)).post(
+        BATCH, files=files[:2] + [("files", ("big.jpg", big, "image/jpeg"))]).json()
+    assert [r["error"] is None for r in results] == [True, True, False]
+    assert "over the limit" in results[2]["error"]
+
+
+def test_batch_errors_for_the_whole_request(client: TestClient, crops: list[bytes]):
+    response = client.post(BATCH, files={"note": (None, "a field, not a file")})
+    assert response.status_code == 422 and "no photos" in response.json()["detail"]
+    response = client.post(BATCH, content=crops[0], headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
+    response = client.post(BATCH, content=b"--x\r\nContent-Type: image/jpeg\r\n\r\nno name\r\n--x--\r\n", headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 400 and "malformed multipart body" in response.json()["detail"]
+
+
+def test_predict_takes_one_file_and_points_to_the_batch(client: TestClient, crops: list[bytes]):
+    files = [("file", (f"{n}.jpg", data, "image/jpeg")) for n, data in enumerate(crops[:2])]
+    response = client.post(PREDICT, files=files)
+    assert response.status_code == 413 and "/api/v1/predict/batch" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("form", ["data URL", "plain base64", "DeepFace img_path"])
+def test_base64_json_body_gives_the_multipart_answer(client: TestClient, crops: list[bytes], form: str):
+    encoded = base64.b64encode(crops[0]).decode("ascii")
+    body = {"data URL": {"img": "data:image/jpeg;base64," + encoded, "name": "face.jpg"},
+            "plain base64": {"img": encoded, "name": "face.jpg", "actions": ["age", "gender"]},
+            "DeepFace img_path": {"img_path": "data:image/jpeg;base64," + encoded, "name": "face.jpg"}}[form]
+    response = client.post(PREDICT, json=body, params={"annotate": True})
+    assert response.status_code == 200, response.text
+    assert response.json() == post_photo(client, crops[0], "face.jpg", annotate=True).json()
+
+
+def test_base64_json_body_errors(client: TestClient, crops: list[bytes], utkface_files):
+    def detail(body, status):
+        response = client.post(PREDICT, json=body)
+        assert response.status_code == status, response.text
+        return response.json()["detail"]
+
+    assert "not valid base64" in detail({"img": "abc$%^"}, 422)
+    assert "not an image file" in detail({"img": base64.b64encode(b"plain text, not a photo").decode()}, 415)
+    junk_url = "data:image/jpeg;base64," + base64.b64encode(b"plain text, not a photo").decode()
+    assert "not an image file" in detail({"img": junk_url}, 415)
+    assert "truncated" in detail({"img": base64.b64encode(crops[0][:2000]).decode()}, 422)
+    assert "text/plain is not an image type" in detail({"img": "data:text/plain;base64,aGVsbG8="}, 415)
+    assert 'send JSON {"img"' in detail({"image": base64.b64encode(crops[0]).decode()}, 422)
+    response = client.post(PREDICT, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    # A path or URL is refused, never read or fetched: not even a real photo on this very machine.
+    for reference in (str(utkface_files[0]), "photos/me.jpg", "C:\\photos\\me.jpg", "/etc/passwd",
+                      "https://example.org/me.jpg", "file:///etc/passwd"):
+        assert "never reads files from its own disk or fetches URLs" in detail({"img": reference}, 422), reference
+
+
+def test_base64_json_body_size_limit(predictor: Predictor, crops: list[bytes]):
+    limit = len(crops[0]) - 1
+    small = TestClient(create_app(predictor=predictor, max_upload_bytes=limit))
+    response = small.post(PREDICT, json={"img": base64.b64encode(crops[0]).decode()})
+    assert response.status_code == 413 and "over the limit" in response.json()["detail"]
+    padded = {"img": base64.b64encode(crops[0] * 4).decode()}  # the body itself past the limit
+    assert small.post(PREDICT, json=padded).status_code == 413
+
+
+def test_openapi_documents_both_bodies_the_batch_and_its_limits(client: TestClient):
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"][PREDICT]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert body["application/json"]["schema"]["required"] == ["img"]
+    batch = schema["paths"][BATCH]["post"]
+    assert "files" in batch["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert "max_files_per_request" in batch["description"] and "413" in batch["description"]
+    assert "path or URL" in schema["paths"][PREDICT]["post"]["description"]
+    # The documented examples are real requests that work.
+    for example in body["application/json"]["examples"].values():
+        response = client.post(PREDICT, json=example["value"])
+        assert response.status_code == 200 and response.json()["faces"] == []

@@ -133,3 +133,74 @@ def test_unknown_columns_and_labels_are_clear_errors(crafted, tmp_path):
         ColumnMap.from_yaml(bad)
     with pytest.raises(ValueError, match="no column 'nope'"):
         audit([("tool", predictions, ColumnMap(path="image", gender="nope"))], data, output=tmp_path / "x")
+
+
+def test_broken_column_yaml_is_one_line_error(crafted, tmp_path):
+    for text, words in [("- path\n- gender\n", "is a mapping"), ("path: [a, b]\n", "path is a column name"),
+                        ("path: image\nprobabilities: 3\n", "probabilities is a mapping"),
+                        ("path: [unclosed\n", "not valid YAML"), ("{{{{:", "not valid YAML")]:
+        columns = tmp_path / "bad.yaml"
+        columns.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(words)) as error:
+            ColumnMap.from_yaml(columns)
+        assert "\n" not in str(error.value)
+
+
+def test_hostile_predictions_rows_are_counted_and_skipped(crafted, tmp_path, monkeypatch):
+    """A symlink loop as a path, probabilities outside [0, 1], and a line over the bound (never echoed)."""
+    from facescope.evaluation import audit as audit_module
+
+    data, _, _ = crafted
+    (tmp_path / "loop-a.jpg").symlink_to(tmp_path / "loop-b.jpg")
+    (tmp_path / "loop-b.jpg").symlink_to(tmp_path / "loop-a.jpg")
+    lines = [json.dumps({"path": str(tmp_path / "loop-a.jpg"), "gender": "man", "p_gender_Male": 0.9,
+                         "p_gender_Female": 0.1})]
+    for index, name in enumerate(PHOTOS):
+        male = 4.1 if index == 0 else -0.5 if index == 1 else 0.8  # two rows: probabilities that are not
+        lines.append(json.dumps({"path": name, "gender": "man", "p_gender_Male": male, "p_gender_Female": 1 - male}))
+    secret = "=SECRET" + "x" * 5000
+    lines.insert(3, json.dumps({"path": secret, "gender": "man"}))
+    lines.insert(4, "[1, 2, 3]")
+    predictions = tmp_path / "tool.jsonl"
+    predictions.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(audit_module, "MAX_LINE_BYTES", 1000)
+    runs, context, folder = audit_module.audit([("=tool", predictions, ColumnMap()), ("@other", predictions, ColumnMap())],
+                                               data, min_group_size=1, n_boot=10, output=tmp_path / "report")
+    join = context["joins"][0]
+    assert join["skipped"] == {"line too long": 1, "not a JSON object": 1, "probability outside [0, 1]": 2}
+    assert join["matched"] == len(PHOTOS) and join["unmatched_rows"] == 1  # the loop: unmatched, no crash
+    table = runs[0].table
+    assert table["p_gender_Male"].isna().sum() == 2 and table["p_gender_Male"].dropna().between(0, 1).all()
+    assert runs[0].result.overall["gender_ece"] <= 1
+    for written in folder.iterdir():
+        assert "SECRET" not in written.read_text(errors="replace"), written.name
+    cells = pd.read_csv(folder / "predictions.csv", dtype=str)
+    assert set(cells["estimator"]) == {"'=tool", "'@other"}  # a spreadsheet shows them as text
+
+
+def test_audit_writes_nothing_outside_its_output_folder(crafted, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    data, predictions, columns = crafted
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
+           "XDG_CONFIG_HOME": str(home / ".config")}
+    env.pop("MPLCONFIGDIR", None)
+    outcome = subprocess.run([sys.executable, "-m", "facescope", "audit", "-p", str(predictions), "--columns",
+                              str(columns), "--data", str(data), "--n-boot", "10", "--min-group-size", "1",
+                              "--output", str(tmp_path / "out")], env=env, capture_output=True, text=True)
+    assert outcome.returncode == 0, outcome.stderr
+    assert (tmp_path / "out" / "report.html").is_file()
+    assert [p for p in home.rglob("*")] == []
+
+
+def test_a_predictions_file_over_the_size_bound_is_refused(crafted, tmp_path, monkeypatch):
+    from facescope.evaluation import audit as audit_module
+
+    _, predictions, _ = crafted
+    monkeypatch.setattr(audit_module, "MAX_PREDICTIONS_BYTES", 100)
+    with pytest.raises(ValueError, match="over the limit"):
+        audit_module.read_predictions(predictions)

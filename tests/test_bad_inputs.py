@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from facescope.cli import app
 from facescope.faces.intake import display_name
 from facescope.serving.app import create_app
-from tests.bad_inputs import Case, write_corpus
+from tests.bad_inputs import Case, named_cases, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +36,16 @@ def check_outcome(case: Case, result: dict) -> None:
 
 def test_cli_gives_every_entry_one_record_in_order(corpus, bundle_dir):
     folder, cases = corpus
-    # Some given by name too: a FIFO, a loop and a missing file named on the command line.
-    named = [str(folder / "pipe.jpg"), str(folder / "loop-a.jpg"), str(folder / "missing.jpg")]
+    # Some given by name too: a FIFO, a loop, a missing file, a name too long, a path under a file.
+    given = [(str(folder / "pipe.jpg"), Case("pipe.jpg", "error", "named pipe")),
+             (str(folder / "loop-a.jpg"), Case("loop-a.jpg", "error", "loop")), *named_cases(folder)]
+    named = [path for path, _ in given]
     outcome = CliRunner().invoke(app, ["predict", str(folder), *named, "--model", str(bundle_dir)])
     assert outcome.exit_code == 1, outcome.output  # some inputs unreadable, none an internal error
     records = [json.loads(line) for line in outcome.stdout.splitlines()]
     assert [r["path"] for r in records] == [display_name(folder / c.name) for c in cases] + named
-    for case, record in zip(cases, records):
+    for case, record in zip(cases + [case for _, case in given], records):
         check_outcome(case, record)
-    assert "named pipe" in records[-3]["error"] and "loop" in records[-2]["error"]
-    assert "no such file" in records[-1]["error"]
     errors = sum(c.outcome == "error" for c in cases) + len(named)
     assert f"{len(cases) + len(named)} files" in outcome.stderr and f"{errors} unreadable" in outcome.stderr
 
@@ -66,7 +66,9 @@ def test_cli_json_and_csv_stay_valid_and_csv_cells_are_never_formulas(corpus, bu
 
 def test_python_api_gives_the_same_outcomes(corpus, predictor):
     folder, cases = corpus
-    results = list(predictor.predict_images([folder / c.name for c in cases]))
+    given = named_cases(folder) + [(str(folder / "nul\0.jpg"), Case("nul", "error", "NUL byte"))]
+    cases = cases + [case for _, case in given]
+    results = list(predictor.predict_images([folder / c.name for c in cases[:-len(given)]] + [p for p, _ in given]))
     for case, result in zip(cases, results):
         check_outcome(case, json.loads(result.model_dump_json()))
 

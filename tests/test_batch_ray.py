@@ -80,3 +80,39 @@ def test_ray_parquet_from_a_manifest_has_the_cli_csv_rows(local_ray, photos, bun
         assert len(rows) == max(1, len(faces))
         assert list(rows.gender.dropna()) == [f["gender"]["label"] for f in faces]
         assert list(rows.age_years.dropna()) == [f["age"]["years"] for f in faces]
+
+
+def test_a_rerun_after_a_crash_neither_duplicates_nor_loses_records(local_ray, photos, bundle_dir, tmp_path):
+    from facescope.batch import PARTIAL_PREFIX, predict_to_shards
+
+    out = tmp_path / "shards"
+    first = predict_to_shards([str(photos)], str(out), bundle=str(bundle_dir), photos_per_task=4, batch_size=4)
+    shards = sorted(out.glob("part-*.jsonl"))
+    assert first.files == 15 and first.already_done == 0 and len(shards) > 1
+    # As a kill -9 leaves it: one shard never finished (lost), one caught half-written.
+    lost = len(shards[0].read_text().splitlines())
+    shards[0].unlink()
+    (out / f"{PARTIAL_PREFIX}part-cut.jsonl").write_text('{"path": "half a rec')
+    again = predict_to_shards([str(photos)], str(out), bundle=str(bundle_dir), photos_per_task=4, batch_size=4)
+    assert (again.files, again.already_done) == (lost, 15 - lost)
+    records = [json.loads(line) for shard in out.glob("part-*.jsonl") for line in shard.read_text().splitlines()]
+    paths = [r["path"] for r in records]
+    assert len(paths) == len(set(paths)) == 15
+    assert not list(out.glob(f"{PARTIAL_PREFIX}*"))
+    done = predict_to_shards([str(photos)], str(out), bundle=str(bundle_dir))
+    assert (done.files, done.already_done) == (0, 15)
+
+
+def test_a_full_disk_is_named_however_ray_wraps_it():
+    import errno
+
+    from facescope.batch import _is_full_disk
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as cause:
+            raise RuntimeError("a Ray task failed") from cause
+    except RuntimeError as wrapped:
+        assert _is_full_disk(wrapped)
+    assert not _is_full_disk(RuntimeError("something else"))

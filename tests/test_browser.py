@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import socket
 import threading
 import time
@@ -102,7 +105,7 @@ def test_upload_shows_numbered_boxes_and_a_card_per_face(page, predictor: Predic
     expect(page.locator("#results")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#status")).to_contain_text("Found 2 faces")
 
-    shown = page.locator("#photo")
+    shown = page.locator("#photo-1 img.photo-image")
     expect(shown).to_be_visible()
     assert shown.evaluate("image => [image.complete, image.naturalWidth, image.naturalHeight]") == [True, 560, 320]
     expect(page.locator(".face-box")).to_have_count(2)
@@ -113,7 +116,7 @@ def test_upload_shows_numbered_boxes_and_a_card_per_face(page, predictor: Predic
     bars_per_card = len(predictor.info.race_labels) + 2  # one per race label, one per gender
     for index in range(2):
         card = cards.nth(index)
-        expect(card.locator("h3")).to_contain_text(f"Face {index + 1}")
+        expect(card.locator("h4")).to_contain_text(f"Face {index + 1}")
         expect(card.locator(".age")).to_contain_text("Age bin")
         expect(card.locator(".prob-bar")).to_have_count(bars_per_card)
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)  # to look at when it fails
@@ -127,14 +130,14 @@ def test_after_upload_the_first_card_is_in_view_and_linked_to_its_box(open_page,
     page = open_page(viewport)
     expect(page.locator("#figures-per-group")).to_be_visible()
     page.set_input_files("#file-input", str(two_faces))
-    first = page.locator("#face-1")
+    first = page.locator("#face-1-1")
     expect(first).to_be_in_viewport()
     # Pointing at a card marks its box, and tapping a box marks its card.
     first.hover()
-    expect(page.locator("#box-1")).to_have_class("face-box active")
-    expect(page.locator("#box-2")).to_have_class("face-box")
-    page.locator("#box-2").click()
-    expect(page.locator("#face-2")).to_have_class("face-card active")
+    expect(page.locator("#box-1-1")).to_have_class("face-box active")
+    expect(page.locator("#box-1-2")).to_have_class("face-box")
+    page.locator("#box-1-2").click()
+    expect(page.locator("#face-1-2")).to_have_class("face-card active")
     # An estimate is either confident (80% or more, said plainly) or reads as a guess with its runner-up.
     for estimate in page.locator(".face-card .estimates .estimate").all():
         text = estimate.inner_text()
@@ -151,7 +154,7 @@ def test_nothing_is_wider_than_a_phone(open_page, two_faces):
     page = open_page(PHONE)
     expect(page.locator("#figures-per-group")).to_be_visible()
     page.set_input_files("#file-input", str(two_faces))
-    expect(page.locator("#face-2")).to_be_visible()
+    expect(page.locator("#face-1-2")).to_be_visible()
     page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     too_wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
         .filter((node) => node.getClientRects().length && node.getBoundingClientRect().right > window.innerWidth + 0.5)
@@ -183,3 +186,126 @@ def test_model_card_names_every_training_data_set_and_test_set(page, predictor: 
         expect(row.locator("td").nth(0)).to_have_text(f"{other['faces']:,}")
         expect(row.locator("td").nth(1)).to_have_text(f"{round(100 * (1 - other['overall']['gender_accuracy']))}%")
     assert page.errors == []
+
+
+def test_an_example_photo_is_one_click_away_and_credited(page):
+    from playwright.sync_api import expect
+
+    examples = page.locator(".example")
+    expect(examples).to_have_count(4)
+    for image in page.locator(".example img").all():
+        image.scroll_into_view_if_needed()
+        expect(image).to_have_js_property("complete", True)
+        assert image.evaluate("image => image.naturalWidth") > 0
+    credit = page.locator("#examples-credit")
+    expect(credit).to_contain_text("FairFace: Face Attribute Dataset for Balanced Race, Gender, and Age")
+    expect(credit).to_contain_text("CC BY 4.0")
+    examples.filter(has_text="Four faces").click()
+    expect(page.locator("#status")).to_contain_text("Found 4 faces")
+    expect(page.locator("#photo-1 .face-card")).to_have_count(4)
+    expect(page.locator("#photo-1 .face-box")).to_have_count(4)
+    assert page.errors == []
+
+
+@pytest.fixture
+def three_files(utkface_files, two_faces, tmp_path) -> list[Path]:
+    """Two photos with faces and one broken file, in the order the page sorts them by name."""
+    one_face = tmp_path / "b-one-face.jpg"
+    one_face.write_bytes(utkface_files[5].read_bytes())
+    broken = tmp_path / "c-broken.jpg"
+    broken.write_bytes(b"not a photo at all" * 50)
+    first = tmp_path / "a-two-faces.png"
+    two_faces.rename(first)
+    return [first, one_face, broken]
+
+
+def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annotated(
+        page, predictor: Predictor, three_files, tmp_path):
+    from playwright.sync_api import expect
+
+    page.set_input_files("#file-input", [str(path) for path in reversed(three_files)])
+    expect(page.locator("#status")).to_contain_text("Analysed 3 photos: 3 faces found; 1 could not be analysed.")
+    photos = page.locator(".photo-result")
+    expect(photos).to_have_count(3)
+    expect(photos.nth(0).locator(".photo-title")).to_have_text("1. a-two-faces.png")
+    expect(photos.nth(0).locator(".face-card")).to_have_count(2)
+    expect(photos.nth(1).locator(".face-card")).to_have_count(1)
+    expect(photos.nth(2).locator(".face-card")).to_have_count(0)
+    expect(photos.nth(2).locator(".photo-error")).to_contain_text("not an image")
+    # Each photo's faces are numbered from 1 and linked to their own boxes only.
+    photos.nth(1).locator(".face-card").hover()
+    expect(page.locator("#box-2-1")).to_have_class("face-box active")
+    expect(page.locator("#box-1-1")).to_have_class("face-box")
+
+    with page.expect_download() as caught:
+        page.click("#download-json")
+    assert caught.value.suggested_filename == "facescope-results.json"
+    results = json.loads(Path(caught.value.path()).read_text())
+    assert [r["path"] for r in results] == [p.name for p in three_files]
+    for result, path in zip(results[:2], three_files):
+        # The page's results are the API's: what the predictor gives for the photo alone.
+        expected = predictor.predict_image(path.read_bytes(), name=path.name).model_dump(mode="json")
+        assert result == expected
+    assert "annotated_image" not in results[0] and results[2]["faces"] == [] and "not an image" in results[2]["error"]
+
+    with page.expect_download() as caught:
+        page.click("#download-csv")
+    rows = list(csv.DictReader(io.StringIO(Path(caught.value.path()).read_text())))
+    from facescope.cli.predict import CSV_COLUMNS
+
+    assert list(rows[0]) == CSV_COLUMNS  # the same columns as `facescope predict --format csv`
+    assert [(row["path"], row["face"]) for row in rows] == [
+        ("a-two-faces.png", "0"), ("a-two-faces.png", "1"), ("b-one-face.jpg", "0"), ("c-broken.jpg", "")]
+    assert rows[0]["age_years"] == str(results[0]["faces"][0]["age"]["years"])
+
+    with page.expect_download() as caught:
+        photos.nth(0).locator(".download-annotated").click()
+    assert caught.value.suggested_filename == "a-two-faces.annotated.jpg"
+    with Image.open(caught.value.path()) as annotated:
+        assert (annotated.format, annotated.size) == ("JPEG", (560, 320))
+    assert page.errors == []
+
+
+def test_a_folder_is_analysed_photo_by_photo(page, three_files, tmp_path):
+    from playwright.sync_api import expect
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for path in three_files[:2]:
+        path.rename(folder / path.name)
+    (folder / "notes.txt").write_text("not a photo, and not sent")
+    page.set_input_files("#folder-input", str(folder))
+    expect(page.locator("#status")).to_contain_text("Analysed 2 photos: 3 faces found.")
+    expect(page.locator(".photo-result .photo-title")).to_have_text(["1. folder/a-two-faces.png", "2. folder/b-one-face.jpg"])
+    assert page.errors == []
+
+
+def test_tables_read_on_a_phone_without_words_broken(open_page):
+    """At 390 px every table fits its column, and no header or group name is split inside a word."""
+    from playwright.sync_api import expect
+
+    page = open_page(PHONE)
+    expect(page.locator("#figures-per-group")).to_be_visible()
+    page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
+    tables = page.locator(".model-card table")
+    assert tables.count() >= 3
+    broken = page.evaluate("""() => {
+        const broken = [];
+        for (const cell of document.querySelectorAll('.model-card th, .model-card td')) {
+            const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                for (const match of node.textContent.matchAll(/\\S+/g)) {
+                    const range = document.createRange();
+                    range.setStart(node, match.index);
+                    range.setEnd(node, match.index + match[0].length);
+                    const lines = new Set([...range.getClientRects()].map((rect) => Math.round(rect.top)));
+                    if (lines.size > 1) broken.push(match[0]);
+                }
+            }
+        }
+        return broken;
+    }""")
+    assert broken == []
+    overflowing = page.evaluate("""() => [...document.querySelectorAll('.model-card .table-wrap')]
+        .filter((wrap) => wrap.scrollWidth > wrap.clientWidth + 0.5).map((wrap) => wrap.textContent.slice(0, 40))""")
+    assert overflowing == []

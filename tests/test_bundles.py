@@ -38,7 +38,7 @@ def test_a_bundle_with_its_own_size_and_normalisation_runs_as_declared(backbone,
     torch.manual_seed(0)
     # FaceRes without its weights (no batch norm) gives the same answer for every input: an empty check.
     model = MultiTaskNet(backbone, standard_heads("fairface7", "age_bins"), pretrained=backbone == "faceres").eval()
-    for head in (model.gender_head, model.race_head, model.age_head):  # large weights: answers that differ by input
+    for head in model.heads.values():  # large weights: answers that differ by input
         torch.nn.init.normal_(head.weight, std=10.0)
     bundle = export_bundle(model, tmp_path / backbone, _checkpoint_state(size, zoom=1.2))
     info = load_bundle(bundle).info
@@ -77,11 +77,13 @@ def _lying_copy(good_bundle, tmp_path, change) -> object:
     (lambda i: i["input"].update(size=64), "declares N x 3 x 64 x 64"),
     (lambda i: i["input"].update(name="pixels"), "has no input 'pixels'"),
     (lambda i: i["outputs"][1].update(taxonomy="fairface7"), "declares 7 for race"),
-    (lambda i: i["outputs"][2].update(name="years"), "has no output 'years'"),
-    (lambda i: i["outputs"].pop(), "outputs must be one each"),
+    (lambda i: i["outputs"][2].update(tensor="years"), "has no output 'years'"),
+    (lambda i: i["outputs"][2].update(name="gender"), "each with its own name"),
+    (lambda i: i["outputs"][2].update(kind="age_decades"), "kind 'age_decades'"),
+    (lambda i: i["outputs"][1].update(taxonomy="klingon9"), "unknown taxonomy"),
     (lambda i: i.pop("framing"), "KeyError"),
     (lambda i: i["input"].update(channel_order="RGBA"), "channel_order"),
-    (lambda i: i.update(format="facescope-bundle/1"), "not a facescope-bundle/2"),
+    (lambda i: i.update(format="facescope-bundle/1"), "not a facescope-bundle/3"),
 ])
 def test_a_bundle_whose_json_lies_is_refused_in_one_line(good_bundle, tmp_path, change, message):
     folder = _lying_copy(good_bundle, tmp_path, change)
@@ -110,10 +112,14 @@ def test_models_are_found_by_name_and_several_run_on_one_detection_pass(good_bun
     alone = Predictor("tiny")
     photo = utkface_files[3]
     faces = both.predict(photo)
-    assert len(faces) == 1 and list(faces[0].by_model) == [alone.info.name]
+    # Keyed by the name passed, whatever the bundle's model.json calls itself.
+    assert alone.info.name != "tiny"
+    assert len(faces) == 1 and list(faces[0].by_model) == ["tiny"]
     assert faces[0].gender == Predictor("default").predict(photo)[0].gender
     tiny_alone = alone.predict(photo)[0]
-    assert faces[0].by_model[alone.info.name].gender.probs == pytest.approx(tiny_alone.gender.probs, abs=1e-4)
+    assert faces[0].by_model["tiny"].gender.probs == pytest.approx(tiny_alone.gender.probs, abs=1e-4)
+    by_path = Predictor("default", also=[tmp_path / "models" / "tiny"]).predict(photo)[0]
+    assert list(by_path.by_model) == [str(tmp_path / "models" / "tiny")]
 
 
 @pytest.mark.parametrize("verb", ["predict", "serve"])
@@ -135,7 +141,7 @@ def test_an_int8_bundle_keeps_the_float_bundles_answers_on_real_faces(tmp_path, 
     # The shipped model's path: FaceRes, its convolutions quantized with ranges from real face crops.
     torch.manual_seed(0)
     model = MultiTaskNet("faceres", standard_heads("utkface5"), pretrained=True).eval()
-    for head in (model.gender_head, model.race_head):
+    for head in (model.heads["gender"], model.heads["race"]):
         torch.nn.init.normal_(head.weight, std=0.02)
     crops = np.stack([resize_crop(read_image(path), 64) for path in utkface_files[:48]])
     float_bundle = load_bundle(export_bundle(model, tmp_path / "float", _checkpoint_state(64)))

@@ -51,6 +51,13 @@ def test_data_stats_loads_no_model_library_and_keeps_stdout_empty(tmp_path):
     assert not {module for module in imported if module.split(".")[0] in HEAVY_MODULES}
 
 
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_every_verb_help_loads_no_model_library(verb):
+    process, imported = run_facescope(verb, "-h")
+    assert process.returncode == 0, process.stderr
+    assert not {module for module in imported if module.split(".")[0] in HEAVY_MODULES}, verb
+
+
 def test_version_and_short_help():
     runner = CliRunner()
     version = runner.invoke(app, ["--version"])

@@ -20,7 +20,7 @@ from facescope.model.faceres import (
 def weights_dir() -> Path:
     directory = default_weights_dir()
     if not (directory / GRAPH_FILE).is_file():
-        pytest.skip(f"FaceRes weights not in the cache ({directory}); `bash scripts/setup.sh` fetches them")
+        pytest.skip(f"FaceRes weights not in the cache ({directory}); `bash scripts/setup.sh --dev` fetches them")
     return directory
 
 

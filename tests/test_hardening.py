@@ -258,3 +258,166 @@ def test_an_unreadable_file_given_by_name_is_one_error_record(tmp_path, utkface_
     assert run.returncode == 1, run.stderr  # one unreadable file, not a refused run
     records = [json.loads(line) for line in run.stdout.splitlines()]
     assert "permission denied" in records[0]["error"] and len(records[1]["faces"]) == 1
+
+
+# --- the edges of the file system, the clock and the disk ---
+
+CLI = "import sys; from facescope.cli import main; sys.argv[0] = 'facescope'; main()"
+
+
+def without_root_powers() -> list[str]:
+    """A command prefix that runs as root would without the powers to read or search anything."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv")
+    drop = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"]
+
+
+def run_cli(*args, prefix=(), timeout=600, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-c", CLI, *map(str, args)], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+
+
+def test_unsearchable_folders_and_overlong_names_are_one_record_each(tmp_path, utkface_files, bundle_dir):
+    import shutil
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    shutil.copy(utkface_files[0], locked / "inside.jpg")
+    locked.chmod(0o600)  # readable, not searchable
+    overlong = tmp_path / ("x" * 300 + ".jpg")
+    run = run_cli("predict", locked / "inside.jpg", locked, overlong, utkface_files[1], "--model", bundle_dir,
+                  prefix=without_root_powers())
+    assert run.returncode == 1, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(records) == 4 and "Traceback" not in run.stderr
+    assert "permission denied" in records[0]["error"] and "permission denied" in records[1]["error"]
+    assert "longer than the file system allows" in records[2]["error"]
+    assert len(records[3]["faces"]) == 1
+
+
+def test_annotate_into_what_cannot_be_a_folder_is_one_line(tmp_path, utkface_files, bundle_dir):
+    taken = tmp_path / "taken.jpg"
+    taken.write_bytes(b"mine")
+    for target, words in [(taken, "is a file, not a folder"), (taken / "out", "a part of the path is a file")]:
+        outcome = CliRunner().invoke(app, ["predict", str(utkface_files[0]), "--annotate", str(target),
+                                           "--model", str(bundle_dir)])
+        assert outcome.exit_code == 2 and words in outcome.stderr, outcome.stderr
+        assert outcome.stdout == "" and outcome.exception is None or isinstance(outcome.exception, SystemExit)
+    assert taken.read_bytes() == b"mine"
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    run = run_cli("predict", utkface_files[0], "--annotate", readonly, "--model", bundle_dir,
+                  prefix=without_root_powers())
+    assert run.returncode == 2 and "cannot write into the folder (Permission denied)" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_stop_signal_during_json_closes_the_document(stop, utkface_dir, bundle_dir, tmp_path):
+    import signal
+
+    photos = sorted(utkface_dir.iterdir())[:400]
+    with open(tmp_path / "stderr", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", CLI, "predict", *map(str, photos), "-f", "json",
+                                    "--model", str(bundle_dir)], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        first = process.stdout.readline() + process.stdout.readline()  # "[" and the first record's opening
+        process.send_signal(getattr(signal, stop))
+        rest = process.stdout.read()
+        process.wait(timeout=300)
+    errors = (tmp_path / "stderr").read_text()
+    records = json.loads(first + rest)
+    assert 0 < len(records) < len(photos)
+    assert process.returncode == 128 + getattr(signal, stop)
+    assert f"stopped by {stop}: {len(records)} of {len(photos)} files written" in errors, errors[-500:]
+
+
+def test_annotated_copies_are_written_whole_and_a_rerun_adds_none(tmp_path, utkface_files, bundle_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".facescope-partial-999999999-left.jpg").write_bytes(b"half")  # left by a run killed with -9
+    photos = [str(p) for p in utkface_files[:3]]
+    for _ in range(2):
+        outcome = CliRunner().invoke(app, ["predict", *photos, "--annotate", str(out), "--model", str(bundle_dir)])
+        assert outcome.exit_code == 0, outcome.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{Path(p).stem}.annotated.jpg" for p in photos)  # no -2 copies, no partial file
+    assert "3 annotated copies were already there" in outcome.stderr
+    for name in names:
+        Image.open(out / name).load()  # whole JPEGs
+
+
+def test_a_full_disk_is_said_as_such(tmp_path, utkface_files, bundle_dir, monkeypatch):
+    import errno
+
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC, as on a full disk
+        run = run_cli("predict", utkface_files[0], utkface_files[1], "--model", bundle_dir, stdout=full)
+    assert run.returncode == 1 and "no space left on device" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and "internal error" not in run.stderr
+
+    def no_space(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", no_space)
+    out = tmp_path / "out"
+    outcome = CliRunner().invoke(app, ["predict", str(utkface_files[0]), "--annotate", str(out), "--model",
+                                       str(bundle_dir)])
+    assert outcome.exit_code == 1 and "could not write its annotated copy (no space left on device)" in outcome.stderr
+    assert json.loads(outcome.stdout)["faces"] and list(out.iterdir()) == []  # no partial file left
+
+
+def test_records_come_out_one_photo_at_a_time(bundle_dir, utkface_files):
+    from facescope.inference.predictor import Predictor
+
+    class Counting(Predictor):
+        prepared = 0
+
+        def prepare_photo(self, *args, **kwargs):
+            result = super().prepare_photo(*args, **kwargs)
+            type(self).prepared += 1
+            return result
+
+    predictor = Counting(bundle_dir, workers=2, batch_size=32)
+    photos = [utkface_files[i % len(utkface_files)] for i in range(40)]  # one face each
+    seen_at_first_record = None
+    for result in predictor.predict_images(photos):
+        seen_at_first_record = Counting.prepared if seen_at_first_record is None else seen_at_first_record
+    assert seen_at_first_record < 32  # not held until a batch of 32 faces is full
+
+
+def test_strided_or_released_memoryviews_and_nul_paths_are_read_errors(utkface_files):
+    data = utkface_files[0].read_bytes()
+    doubled = bytes(b for byte in data for b in (byte, 0))
+    assert read_photo(memoryview(doubled)[::2]).width == read_photo(data).width  # the same bytes, strided
+    released = memoryview(data)
+    released.release()
+    with pytest.raises(ImageReadError, match="memoryview"):
+        read_photo(released)
+    with pytest.raises(ImageReadError, match="NUL byte"):
+        read_photo("photo\0.jpg")
+
+
+def test_pillow_warnings_name_the_file(tmp_path):
+    image = Image.new("RGB", (40, 30))
+    exif = image.getexif()
+    exif[0x010F] = "maker"
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    data = bytearray(buffer.getvalue())
+    at = data.find(b"Exif")
+    data[at + 10:at + 14] = b"\xff\xff\xff\xff"  # a broken IFD offset: Pillow warns "Corrupt EXIF data"
+    for name in ("first.jpg", "second.jpg"):
+        (tmp_path / name).write_bytes(bytes(data))
+    code = ("import sys; from facescope.faces import read_photo\n"
+            "for name in sys.argv[1:]: read_photo(name)")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "first.jpg"), str(tmp_path / "second.jpg")],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert run.returncode == 0, run.stderr
+    assert f"{tmp_path / 'first.jpg'}: Corrupt EXIF" in run.stderr and f"{tmp_path / 'second.jpg'}: Corrupt" in run.stderr

@@ -106,3 +106,37 @@ def test_gender_sampler_draws_women_and_men_equally_within_each_data_set():
     weights = data.sample_weights(list(range(100)), "gender_sampler").numpy()
     assert weights[90:].sum() == pytest.approx(weights[:90].sum())
     assert np.allclose(weights[:90], weights[0]) and np.allclose(weights[90:], weights[90])
+
+
+def test_a_seven_race_network_starts_from_the_five_race_bundle_with_its_answers_kept(utkface_files):
+    """`train --init faceres-utkface5`: the backbone and gender and age heads from the bundle's int8 graph,
+    the 7-race head from its 5-race one; summed back to 5 races, the network answers as the bundle does."""
+    from facescope.bundles import resolve_bundle
+    from facescope.faces import read_image
+    from facescope.faces.align import resize_crop
+    from facescope.inference.predictor import Predictor
+    from facescope.model.network import MultiTaskNet, ProbabilityNet, to_network_input
+    from facescope.training.checkpoints import start_from
+
+    predictor = Predictor("faceres-utkface5")
+    size = predictor.input_size
+    model = MultiTaskNet("faceres", standard_heads("fairface7"), pretrained=False).eval()
+    state = start_from(model, resolve_bundle("faceres-utkface5"))
+    assert state["input_size"] == size and state["recipe"]
+    crops = np.stack([resize_crop(read_image(path), size) for path in utkface_files[:4]])
+    images = to_network_input(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), model.input_spec)
+    with torch.no_grad():
+        gender, race, age = ProbabilityNet(model)(images)
+    agreeing = 0
+    for n, bundle_answer in enumerate(predictor.estimate_crops(crops)):
+        fine = dict(zip(labels.FAIRFACE7.labels, race[n].tolist()))
+        coarse = labels.coarse_probabilities(fine, "fairface7", "utkface5")
+        # The int8 graph also rounds every activation to 8 bits: near, not equal.
+        np.testing.assert_allclose(list(coarse.values()), list(bundle_answer.race.probs.values()), atol=0.15)
+        np.testing.assert_allclose(gender[n].numpy(), list(bundle_answer.gender.probs.values()), atol=0.15)
+        agreeing += max(coarse, key=coarse.get) == bundle_answer.race.label
+        years = float((age[n] * torch.arange(labels.MAX_AGE + 1)).sum())
+        assert abs(years - bundle_answer.age.years) < 3
+        east, southeast = fine["East Asian"], fine["Southeast Asian"]
+        assert east == pytest.approx(southeast, rel=1e-4)  # the coarse class split evenly until training says otherwise
+    assert agreeing >= 3

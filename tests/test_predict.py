@@ -44,7 +44,7 @@ def _check_face(face: dict, width: int, height: int, race_labels: tuple[str, ...
 
 @pytest.fixture()
 def photo_folder(tmp_path, utkface_files):
-    """Real photos with broken files mixed in: truncated, empty, text, and a non-image suffix."""
+    """Real photos with broken files mixed in: truncated, empty, and a text file beside them."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for path in utkface_files[:4]:
@@ -60,13 +60,13 @@ def test_jsonl_has_one_valid_object_per_file_and_names_every_broken_one(photo_fo
     outcome = CliRunner().invoke(app, ["predict", str(photo_folder), "--model", str(bundle_dir)])
     assert outcome.exit_code == 1  # some files could not be read
     lines = outcome.stdout.strip().splitlines()
-    assert len(lines) == 8  # stdout carries the results and nothing else
+    assert len(lines) == 7  # stdout carries the results and nothing else; notes.txt is passed over
     results = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in lines}
     race_labels = read_bundle_info(bundle_dir).race_labels
     for name, result in results.items():
         assert set(result) == {"path", "model", "width", "height", "faces", "faces_found", "error"}
         assert result["faces_found"] == len(result["faces"])
-        if name in ("cut.jpg", "empty.jpg", "notes.txt"):
+        if name in ("cut.jpg", "empty.jpg"):
             assert result["error"] and result["faces"] == [] and name in result["error"]
             continue
         assert result["error"] is None
@@ -74,7 +74,24 @@ def test_jsonl_has_one_valid_object_per_file_and_names_every_broken_one(photo_fo
         for face in result["faces"]:
             _check_face(face, result["width"], result["height"], race_labels)
     assert "truncated" in results["cut.jpg"]["error"] and "empty file" in results["empty.jpg"]["error"]
-    assert "8 files, 6 faces, 3 unreadable" in outcome.stderr
+    assert "7 files, 6 faces, 2 unreadable" in outcome.stderr and "passed over: 1 non-image files" in outcome.stderr
+
+
+def test_a_text_file_in_a_folder_is_passed_over_and_counted_not_an_error(tmp_path, utkface_files, bundle_dir):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in utkface_files[:2]:
+        shutil.copy(path, folder / path.name)
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "README").write_text("no suffix")
+    outcome = CliRunner().invoke(app, ["predict", str(folder), "--model", str(bundle_dir), "-f", "csv"])
+    assert outcome.exit_code == 0, outcome.stderr
+    assert [row["path"] for row in csv.DictReader(io.StringIO(outcome.stdout))] == \
+        [str(folder / path.name) for path in utkface_files[:2]]
+    assert "2 files, 2 faces, 0 unreadable" in outcome.stderr and "passed over: 2 non-image files" in outcome.stderr
+    # Named on the command line, a text file is still read, and is its error record.
+    named = CliRunner().invoke(app, ["predict", str(folder / "notes.txt"), "--model", str(bundle_dir)])
+    assert named.exit_code == 1 and "notes.txt" in json.loads(named.stdout)["error"]
 
 
 def test_all_good_files_exit_zero_csv_and_json_formats(utkface_files, bundle_dir):
@@ -138,3 +155,28 @@ def test_prediction_path_imports_no_pytorch(bundle_dir, utkface_files):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_csv_numbers_faces_from_1_as_the_annotated_photo_does(photo_folder, bundle_dir):
+    photo = photo_folder / "two.png"
+    as_csv = CliRunner().invoke(app, ["predict", str(photo), "--model", str(bundle_dir), "-f", "csv"])
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [row["face"] for row in rows] == ["1", "2"]
+    as_json = json.loads(CliRunner().invoke(app, ["predict", str(photo), "--model", str(bundle_dir)]).stdout)
+    # Face N of the CSV is the JSON's faces[N - 1], which the annotated photo draws with the number N.
+    for row, face in zip(rows, as_json["faces"]):
+        assert [float(row[k]) for k in ("x1", "y1", "x2", "y2")] == pytest.approx(face["box"])
+
+
+def test_an_opencv_array_is_read_as_bgr_when_told(predictor, utkface_files):
+    import cv2
+
+    photo = utkface_files[4]
+    from_file = predictor.predict(photo)[0]
+    bgr = cv2.imread(str(photo))
+    told = predictor.predict(bgr, channels="BGR")[0]
+    assert told.race.probs == pytest.approx(from_file.race.probs, abs=1e-4)
+    assert told.age.years == pytest.approx(from_file.age.years, abs=1e-3)
+    # Without `channels`, an array is RGB: OpenCV's, read so, has red and blue swapped and answers otherwise.
+    swapped = predictor.predict(bgr)[0]
+    assert max(abs(swapped.race.probs[k] - from_file.race.probs[k]) for k in from_file.race.probs) > 1e-3

@@ -185,3 +185,110 @@ def test_pixel_budget_lets_one_largest_photo_decode_at_a_time():
     for thread in threads:
         thread.join(timeout=5)
     assert max(most) <= 100 and budget.free == 100 and len(inside) == 0  # 500 counts as the whole budget
+
+
+class SlowPredictor(Predictor):
+    """Takes 1.5 s over a photo named `slow.jpg`, and notes the name of every photo it analyses."""
+
+    analysed: list
+
+    def predict_image(self, image, aligned=False, *, name=None, **options):
+        self.analysed.append(name)
+        if name == "slow.jpg":
+            time.sleep(1.5)
+        return super().predict_image(image, aligned, name=name, **options)
+
+
+@pytest.fixture()
+def one_at_a_time_server(bundle_dir):
+    """Starts uvicorn analysing one photo at a time, with the given time limit per prediction."""
+    import uvicorn
+
+    servers = []
+
+    def start(request_timeout_s: float):
+        predictor = SlowPredictor(bundle_dir)
+        predictor.analysed = []
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        app = create_app(predictor=predictor, max_concurrent_predictions=1, request_timeout_s=request_timeout_s)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        return listener.getsockname(), predictor
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def post_in_thread(address, data: bytes, name: str, answers: dict) -> threading.Thread:
+    def post():
+        connection = http.client.HTTPConnection(*address, timeout=30)
+        body, content_type = multipart(data, name)
+        connection.request("POST", "/api/v1/predict", body, {"Content-Type": content_type})
+        answers[name] = connection.getresponse().status
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread
+
+
+def test_work_for_clients_that_hung_up_is_abandoned(one_at_a_time_server, utkface_files):
+    address, predictor = one_at_a_time_server(request_timeout_s=30)
+    face = utkface_files[0].read_bytes()
+    answers: dict = {}
+    first = post_in_thread(address, face, "slow.jpg", answers)  # holds the only place for 1.5 s
+    time.sleep(0.3)
+    gone = []
+    for number in range(5):  # fire and forget: the whole upload, then, once it is in, the connection closed
+        body, content_type = multipart(face, f"gone-{number}.jpg")
+        gone.append(socket.create_connection(address))
+        gone[-1].sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    time.sleep(0.5)  # uploads read: each request waits for the place slow.jpg holds
+    for connection in gone:
+        connection.close()
+    first.join(timeout=30)
+    time.sleep(0.5)  # the gone clients' threads take the place after slow.jpg, one by one, and stop at once
+    post_in_thread(address, face, "after.jpg", answers).join(timeout=30)
+    assert answers == {"slow.jpg": 200, "after.jpg": 200}
+    assert predictor.analysed == ["slow.jpg", "after.jpg"]  # nothing computed for the 5 gone clients
+
+
+def test_work_past_its_deadline_is_abandoned(one_at_a_time_server, utkface_files):
+    address, predictor = one_at_a_time_server(request_timeout_s=1.0)
+    face = utkface_files[0].read_bytes()
+    answers: dict = {}
+    first = post_in_thread(address, face, "slow.jpg", answers)
+    time.sleep(0.3)
+    late = post_in_thread(address, face, "late.jpg", answers)  # waits for the place past its 1 s limit
+    first.join(timeout=30)
+    late.join(timeout=30)
+    time.sleep(0.5)
+    assert answers == {"slow.jpg": 504, "late.jpg": 504}
+    assert predictor.analysed == ["slow.jpg"]  # late.jpg never started
+
+
+def test_annotation_of_a_huge_photo_is_drawn_within_the_bound(predictor):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from tests.bad_inputs import png_bomb
+
+    client = TestClient(create_app(predictor=predictor, annotate_max_side=1024, request_timeout_s=600))
+    answer = client.post("/api/v1/predict", params={"annotate": True},
+                         files=upload(png_bomb(6_000), "large.png"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["width"], body["height"]) == (6000, 6000)  # sizes and boxes stay in the photo's pixels
+    image = Image.open(io.BytesIO(base64.b64decode(body["annotated_image"].partition(",")[2])))
+    assert max(image.size) == 1024

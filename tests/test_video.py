@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from facescope.cli import app
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
-from facescope.inference.video import FrameSampler, TrackPool, is_live, is_video_source
+from facescope.inference.video import FaceLook, FrameSampler, TrackPool, is_live, is_video_source
 from tests.conftest import load_benchmark
 
 FPS, FRAMES, ENTERS = 10, 30, 10
@@ -73,15 +73,19 @@ def test_two_faces_two_tracks_with_stable_ids(clip_run, bench):
     assert all(f["latency_ms"] > 0 for f in frames)
 
 
+def still_estimate(predictor, crop: np.ndarray, side: int) -> FaceResult:
+    """The crop alone as a photo, at the clip's scale and on grey: the reference estimate."""
+    canvas = np.full((300, 300, 3), 128, np.uint8)
+    canvas[75:75 + side, 75:75 + side] = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    (still,) = predictor.predict(canvas)
+    return still
+
+
 def test_smoothed_estimates_match_the_still_crops(clip_run, crops, predictor, bench):
     records, _ = clip_run
     tracks = {r["track_id"]: r for r in records if r["type"] == "track"}
     for track_id, crop in zip((1, 2), crops):
-        # The crop alone as a photo, at the clip's scale and on grey: the reference estimate.
-        canvas = np.full((300, 300, 3), 128, np.uint8)
-        side = bench.SIDE
-        canvas[75:75 + side, 75:75 + side] = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
-        (still,) = predictor.predict(canvas)
+        still = still_estimate(predictor, crop, bench.SIDE)
         track = tracks[track_id]
         assert track["gender"]["label"] == still.gender.label
         assert track["race"]["label"] == still.race.label
@@ -110,6 +114,80 @@ def test_annotated_video_is_h264_with_every_processed_frame(clip_run, bench):
     assert np.abs(edge - colour).max() < 40, (edge, colour)
 
 
+@pytest.fixture(scope="module")
+def two_men(utkface_files):
+    """A man of 26 and a man of 85, both labelled White: only their faces and ages tell them apart."""
+    from facescope.faces import read_image
+
+    young, old = utkface_files[10], utkface_files[39]
+    assert (young.name.split("_")[:3], old.name.split("_")[:3]) == (["26", "0", "0"], ["85", "0", "0"])
+    return [read_image(p) for p in (young, old)]
+
+
+def write_clip(path, frames: list[np.ndarray], bench) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, bench.SIZE)
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def paste(background: np.ndarray, face: np.ndarray, x: int, y: int, side: int) -> np.ndarray:
+    frame = background.copy()
+    frame[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def run_clip(path, predictor) -> tuple[list[dict], dict[int, dict]]:
+    from facescope.inference.video import track_video
+
+    records = []
+    track_video(str(path), predictor, lambda record: records.append(record.model_dump(mode="json")))
+    return ([r for r in records if r["type"] == "frame"],
+            {r["track_id"]: r for r in records if r["type"] == "track"})
+
+
+CUT = 15
+
+
+@pytest.mark.parametrize("new_scene", [False, True], ids=["same-scene", "new-scene"])
+def test_a_hard_cut_between_two_people_at_one_place_gives_two_tracks(new_scene, two_men, predictor, bench, tmp_path):
+    """The young man stands (drifting a little) where the old man stands after a hard cut at frame 15:
+    in the same scene (only the face changes: the track is split), or in another one (a scene cut)."""
+    scenes = [bench.gradient_background(), bench.gradient_background(230)[:, ::-1] if new_scene
+              else bench.gradient_background()]
+    frames = [paste(scenes[index >= CUT], two_men[index >= CUT], 245 + 2 * (index % CUT), 100, bench.SIDE)
+              for index in range(FRAMES)]
+    write_clip(tmp_path / "cut.mp4", frames, bench)
+    frames, tracks = run_clip(tmp_path / "cut.mp4", predictor)
+
+    assert sorted(tracks) == [1, 2]
+    assert tracks[1]["ended_by"] == ("cut" if new_scene else "new_face") and tracks[2]["ended_by"] == "end"
+    assert tracks[1]["first_frame"] <= 1 and tracks[1]["last_frame"] == CUT - 1
+    assert CUT <= tracks[2]["first_frame"] <= CUT + 1 and tracks[2]["last_frame"] == FRAMES - 1
+    for frame in frames:
+        for face in frame["faces"]:
+            assert face["track_id"] in (None, 1 + (frame["frame"] >= CUT))
+    # Each track pools one person's frames only: its age is that person's, not a blend of the two.
+    for track_id, face in zip((1, 2), two_men):
+        still = still_estimate(predictor, face, bench.SIDE)
+        assert tracks[track_id]["age"]["years"] == pytest.approx(still.age.years, abs=4.0)
+        assert tracks[track_id]["age"]["years_frame_std"] < 3.0
+
+
+def test_one_person_moving_and_coming_closer_stays_one_track(two_men, predictor, bench, tmp_path):
+    """The old man crosses the frame and grows from 120 to 205 px: his look and estimates drift, one track."""
+    background = bench.gradient_background()
+    frames = [paste(background, two_men[1], 20 + 13 * index, 10 + index, 120 + 3 * index) for index in range(FRAMES)]
+    write_clip(tmp_path / "moving.mp4", frames, bench)
+    frames, tracks = run_clip(tmp_path / "moving.mp4", predictor)
+
+    assert list(tracks) == [1]
+    assert tracks[1]["frames"] >= FRAMES - 1 and tracks[1]["ended_by"] == "end"
+    assert all(face["track_id"] in (None, 1) for frame in frames for face in frame["faces"])
+    still = still_estimate(predictor, two_men[1], 160)
+    assert tracks[1]["age"]["years"] == pytest.approx(still.age.years, abs=4.0)
+
+
 def test_track_pool_is_the_score_weighted_mixture():
     def face(score, years, std, female):
         return FaceResult(box=[0, 0, 1, 1], score=score, landmarks=[[0, 0]] * 5,
@@ -127,7 +205,13 @@ def test_track_pool_is_the_score_weighted_mixture():
     # Mixture variance: weighted mean of (std^2 + mean^2) minus the pooled mean squared.
     assert age.years_std == pytest.approx(np.sqrt((9 + 400 + 0.5 * (16 + 676)) / 1.5 - 22.0 ** 2), abs=0.01)
     assert age.years_frame_std == pytest.approx(np.sqrt((400 + 0.5 * 676) / 1.5 - 22.0 ** 2), abs=0.01)
-    assert pool.summary("clip").last_frame == 1
+    assert pool.summary("clip", "lost").last_frame == 1
+    # Another person: an age further off than the two frames' spreads allow, or another look.
+    look = FaceLook(colour=np.array([0.6, 0.8]), shape=np.array([1.0, 0.0]))
+    pool.add(face(1.0, 23.0, 3.0, 0.9), 2, 0.2, look)
+    assert pool.matches(face(1.0, 30.0, 4.0, 0.9), look)
+    assert not pool.matches(face(1.0, 45.0, 4.0, 0.9), look)
+    assert not pool.matches(face(1.0, 23.0, 3.0, 0.9), FaceLook(colour=np.array([1.0, 0.0]), shape=np.array([1.0, 0.0])))
 
 
 def test_frame_sampling_by_count_and_by_rate():
@@ -174,3 +258,56 @@ def test_live_stream_stops_at_duration_and_on_ctrl_c(clip, bench, bundle_dir):
         assert records[-1]["type"] == "track" and records[-1]["frames"] >= 1
     finally:
         stream.close()
+
+
+def test_corrupt_frames_are_skipped_counted_and_exit_1(bundle_dir, tmp_path):
+    """H.264 packets overwritten mid-file: decoding goes on past them, the count is on stderr, exit status 1."""
+    import av
+
+    total = 90
+    container = av.open(str(tmp_path / "clip.mp4"), "w")
+    stream = container.add_stream("libx264", rate=30)
+    stream.width = stream.height = 128
+    stream.pix_fmt, stream.options = "yuv420p", {"g": "10"}
+    for index in range(total):
+        frame = np.zeros((128, 128, 3), np.uint8)
+        frame[:, :, 0], frame[index % 100:index % 100 + 20, 30:60] = index * 2, 255
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+    container.close()
+    data = bytearray((tmp_path / "clip.mp4").read_bytes())
+    for at in np.random.default_rng(0).integers(len(data) // 4, 3 * len(data) // 4, 40):
+        data[at:at + 8] = bytes(8)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    capture, decodable = cv2.VideoCapture(str(damaged)), 0
+    failed_in_a_row = 0
+    while failed_in_a_row < 30:  # what a decoder that skips bad frames can still read
+        if capture.grab():
+            decodable, failed_in_a_row = decodable + 1, 0
+        else:
+            failed_in_a_row += 1
+    outcome = CliRunner().invoke(app, ["predict", str(damaged), "--model", str(bundle_dir)])
+    frames = [json.loads(line) for line in outcome.stdout.splitlines() if '"type":"frame"' in line]
+    lost = total - decodable
+    assert lost > 0 and len(frames) == decodable  # every decodable frame, not only those before the first bad one
+    assert outcome.exit_code == 1 and f"{lost} frames could not be decoded" in outcome.stderr, outcome.stderr[-400:]
+
+
+def test_a_fifo_named_like_a_video_is_refused_not_waited_on(tmp_path, bundle_dir):
+    fifo = tmp_path / "camera.mp4"
+    os.mkfifo(fifo)
+    outcome = CliRunner().invoke(app, ["predict", str(fifo), "--model", str(bundle_dir)])
+    assert outcome.exit_code == 1 and "named pipe" in outcome.stderr
+
+
+def test_annotate_keeps_an_existing_video_unless_overwrite(clip, bundle_dir, tmp_path):
+    target = tmp_path / "out.mp4"
+    target.write_bytes(b"mine")
+    kept = CliRunner().invoke(app, ["predict", str(clip), "--model", str(bundle_dir), "--annotate", str(target)])
+    assert kept.exit_code == 2 and "--overwrite" in kept.stderr and target.read_bytes() == b"mine"
+    replaced = CliRunner().invoke(app, ["predict", str(clip), "--model", str(bundle_dir), "--annotate", str(target),
+                                        "--overwrite"])
+    assert replaced.exit_code == 0, replaced.stderr
+    assert cv2.VideoCapture(str(target)).get(cv2.CAP_PROP_FRAME_COUNT) == FRAMES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no partial file left beside it

@@ -15,6 +15,16 @@ from dataclasses import dataclass, field
 from numbers import Integral, Number
 
 Cell = str | Number | None
+# A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value):
+    """A value for a CSV cell: text a spreadsheet would run as a formula gets a leading `'`, so it is
+    shown as text and never evaluated; anything else is returned as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def format_number(value: Cell, digits: int = 3) -> str:

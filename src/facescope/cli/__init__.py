@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from difflib import get_close_matches
 from typing import Annotated, NamedTuple
 
@@ -56,18 +57,35 @@ VERBS: dict[str, Verb] = {
 }
 
 
+# The extra that brings each optional library (pyproject.toml's optional-dependencies). The base install
+# predicts and serves; a verb that reaches for a library its install lacks says which extra to add.
+EXTRA_OF_LIBRARY = {
+    "sklearn": "audit", "fairlearn": "audit",
+    "torch": "train", "torchvision": "train", "safetensors": "train", "onnx": "train", "onnxscript": "train",
+    "ray": "ray", "pyarrow": "ray",
+}
+
+
+def missing_library(error: ModuleNotFoundError, verb: str | None) -> int:
+    """Says in one line which extra brings the library `error` names; the exit status. A missing module of
+    facescope's own is a bug, raised as it is."""
+    library = (error.name or "").partition(".")[0]
+    if not library or library == "facescope":
+        raise error
+    extra = EXTRA_OF_LIBRARY.get(library)
+    install = f"pip install 'facescope[{extra}]'" if extra else "pip install --force-reinstall facescope"
+    what = f"`facescope {verb}`" if verb else "this"
+    typer.echo(f"error: {what} needs {library}, which is not installed here: {install}", err=True)
+    return 2
+
+
 def load_verb(name: str) -> typer.core.TyperCommand | TyperGroup:
     """The click command behind VERBS[name], its module imported now."""
     module_name, _, attribute = VERBS[name].target.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except ModuleNotFoundError as error:
-        if (error.name or "").partition(".")[0] == "facescope":
-            raise  # our own bug, not a missing extra
-        # The base install predicts and serves; training, export and evaluation need the `train` extra.
-        typer.echo(f"error: `facescope {name}` needs {error.name}, which is not installed here: "
-                   "pip install 'facescope[train]'", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(missing_library(error, name)) from None
     if isinstance(target, typer.Typer):
         return typer.main.get_group(target)
     single = typer.Typer(add_completion=False, context_settings=CONTEXT_SETTINGS, **HELP_STYLE)
@@ -133,6 +151,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         app(prog_name="facescope")  # also under `python -m facescope`, so completion scripts name the command
+    except ModuleNotFoundError as error:
+        # A verb imports its heavy libraries when it runs; one from an extra not installed ends here.
+        verb = next((arg for arg in sys.argv[1:] if arg in VERBS), None)
+        raise SystemExit(missing_library(error, verb)) from None
     except (ValueError, FileNotFoundError) as error:
         # A wrong path, an unknown dataset layout, a bad option value: the message is the whole story.
         typer.echo(f"error: {error}", err=True)

@@ -83,6 +83,9 @@ def audit_command(
         typer.echo(f"{note['estimator']}: {note['matched']:,} of {note['prediction_rows']:,} rows matched the ground "
                    f"truth; {note['unmatched_rows']:,} unmatched"
                    + (f" (e.g. {', '.join(note['unmatched_examples'][:3])})" if note["unmatched_rows"] else ""))
+        if note["skipped"]:
+            typer.echo(f"{note['estimator']}: skipped " + ", ".join(f"{count:,} ({why})" for why, count in
+                                                                   note["skipped"].items()))
     for run in runs:
         typer.echo(f"[{run.name}]")
         for line in summary_lines(run.result):

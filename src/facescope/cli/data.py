@@ -40,14 +40,16 @@ def stats_command(
       facescope data stats ../shared/data/utkface -o reports/utkface-stats
     """
     from facescope.data import load_dataset
-    from facescope.data.stats import write_stats
+    from facescope.data.stats import absent_note, write_stats
 
     dataset = load_dataset(path, format, taxonomy)
     stats = write_stats(dataset, output)
     info = stats["dataset"]
     # The skipped entries are named once, by the loader's warning, and all of them in the report.
-    console.print(f"[bold]{info['records']:,}[/] records ({info['format']}, {info['taxonomy']}), "
-                  f"{info['skipped']} malformed entries skipped")
+    console.print(f"[bold]{info['records']:,}[/] records ({info['format']}, "
+                  f"{info['taxonomy'] or 'no race labels'}), {info['skipped']} malformed entries skipped")
+    if stats["absent"]:
+        console.print(absent_note(stats))
     for name, rows in stats["counts"].items():
         table = Table(title=f"by {name.replace('_', ' ')}")
         for column in (name, "count", "share"):
@@ -104,5 +106,5 @@ def to_48x48_command(
     records = load_dataset(path).records
     if split != "all":
         records = [r for r in records if r.partition == split]
-    written, missed = write_utk48_csv(records, output)
+    written, missed = write_utk48_csv(records, output)  # a ValueError, said in one line, when none can be
     console.print(f"wrote {output}: {written} faces ({missed} not found)")

@@ -40,7 +40,7 @@ def evaluate_command(
     gaps between groups, each with a 95% bootstrap interval; writes report.html (self-contained), report.md,
     metrics.json, predictions.csv and the figures.
 
-    The summary goes to stdout, the report to --output. Needs the `train` extra (scikit-learn, fairlearn).
+    The summary goes to stdout, the report to --output. Needs the `audit` extra (scikit-learn, fairlearn; no PyTorch).
 
     \b
     Examples:

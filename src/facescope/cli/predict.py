@@ -3,22 +3,31 @@
 stdout carries the results and nothing else; progress, the use notice and the summary go to stderr.
 Every path given or found gets exactly one record, in order, written as soon as it is computed: a run
 stopped half-way keeps every record already written (in JSON, the document is closed on the way out).
-Exit status: 0 every file read, 1 some could not be (each has its error record), 2 a usage error (a bad
-option, a bad model bundle), 3 an internal error (a bug: please report it).
+Exit status: 0 every file read, 1 some could not be (each has its error record) or the output could not
+be written (a full disk), 2 a usage error (a bad option, a bad model bundle, an --annotate folder that
+cannot be written), 3 an internal error (a bug: please report it); 128 + the signal's number when stopped
+by SIGINT (Ctrl-C), SIGTERM or SIGHUP, after the JSON document is closed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import functools
 import json
 import os
+import signal
 import sys
+import tempfile
+import threading
 from enum import Enum
 from pathlib import Path
 
 import typer
 from tqdm import tqdm
 
+from facescope.document import spreadsheet_cell
 from facescope.heads import DEFAULT_THRESHOLDS
 from facescope.inference.results import ImageResult
 
@@ -41,9 +50,14 @@ class Engine(str, Enum):
 
 CSV_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
                "age_bin", "gender", "gender_prob", "race", "race_prob", "error"]
-# A spreadsheet runs a cell starting with one of these as a formula (a file named "=HYPERLINK(...).jpg").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# Suffixes of image files: a folder named like one, met while scanning, is reported rather than ignored.
+# Signals that stop a run the way Ctrl-C does: what was written is kept and a JSON document closed.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Where an annotated photo is written before it takes its final name (hidden: a later run over the
+# folder passes it over), with the writer's process id, so a copy left by a killed run can be told apart.
+PARTIAL_PREFIX = ".facescope-partial-"
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+# Suffixes of image files: in a folder, the files read (others are passed over and counted), and the
+# folders reported rather than ignored (`album.jpg/`).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".avif", ".jp2"}
 
 
@@ -51,12 +65,13 @@ def collect_files(paths: list[Path], recursive: bool) -> tuple[list[Path], dict[
     """The inputs to read, in order, and counts of what was passed over on purpose.
 
     Each path given is read as it is, except a folder, whose entries are taken sorted by name: every
-    entry that is not a folder is tried (a FIFO, a socket, a broken link, a file that is not an image:
-    each gets its error record), hidden entries (`.name`) are passed over, and sub-folders are searched
-    with `recursive` (each folder once, links to folders included), else passed over and counted, except
-    one named like an image (`x.jpg/`), which is reported."""
+    entry named like an image that is not a folder is tried (a FIFO, a socket, a broken link, a corrupt
+    file: each gets its error record); hidden entries (`.name`) and files not named like an image
+    (`notes.txt`, `clip.mp4`) are passed over and counted; sub-folders are searched with `recursive` (each
+    folder once, links to folders included), else passed over and counted, except one named like an image
+    (`x.jpg/`), which is reported."""
     files: list[Path] = []
-    skipped = {"hidden": 0, "sub-folders": 0}
+    skipped = {"hidden": 0, "non-image files": 0, "sub-folders": 0}
     seen_folders: set[tuple[int, int]] = set()
 
     def scan(folder: Path) -> None:
@@ -72,9 +87,16 @@ def collect_files(paths: list[Path], recursive: bool) -> tuple[list[Path], dict[
             if entry.name.startswith("."):
                 skipped["hidden"] += 1
             elif not _is_folder(entry):
-                files.append(path)
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(path)
+                else:
+                    skipped["non-image files"] += 1
             elif recursive:
-                info = path.stat()
+                try:
+                    info = path.stat()
+                except OSError:  # gone, or no longer searchable, since it was listed
+                    files.append(path)
+                    continue
                 if (info.st_dev, info.st_ino) not in seen_folders:  # a link back up would loop forever
                     scan(path)
             elif path.suffix.lower() in IMAGE_SUFFIXES:
@@ -83,34 +105,31 @@ def collect_files(paths: list[Path], recursive: bool) -> tuple[list[Path], dict[
                 skipped["sub-folders"] += 1
 
     for path in paths:
-        if str(path) != STDIN and path.is_dir():
+        if str(path) != STDIN and _is_folder(path):
             scan(path)
         else:
             files.append(path)  # the reader reports a missing or unreadable file, in order
     return files, skipped
 
 
-def _is_folder(entry: os.DirEntry) -> bool:
+def _is_folder(entry: os.DirEntry | Path) -> bool:
+    """Follows links; a link loop, a dangling link, a path in a folder that may not be searched or a
+    name longer than the file system allows is not a folder: the reader gives it its error record."""
     try:
-        return entry.is_dir()  # follows links; a link loop or a dangling link is not a folder
-    except OSError:
+        return entry.is_dir()
+    except (OSError, ValueError):
         return False
 
 
-def _cell(value):
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value  # shown as text, never evaluated
-    return value
-
-
 def _csv_rows(result: ImageResult):
-    base = {"path": _cell(result.path), "model": result.model, "width": result.width, "height": result.height,
-            "faces_found": result.faces_found, "error": _cell(result.error)}
+    base = {"path": spreadsheet_cell(result.path), "model": spreadsheet_cell(result.model), "width": result.width,
+            "height": result.height, "faces_found": result.faces_found, "error": spreadsheet_cell(result.error)}
     if not result.faces:
         yield base
-    for index, face in enumerate(result.faces):
+    # Numbered from 1, as on the annotated photo and the web page.
+    for number, face in enumerate(result.faces, start=1):
         yield base | {
-            "face": index, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2], "y2": face.box[3],
+            "face": number, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2], "y2": face.box[3],
             "score": face.score, "age_years": face.age.years, "age_bin": face.age.bin,
             # The top probability, also where the answer was withheld as "uncertain".
             "gender": face.gender.label, "gender_prob": max(face.gender.probs.values()),
@@ -118,12 +137,22 @@ def _csv_rows(result: ImageResult):
         }
 
 
+class Stopped(Exception):
+    """A stop signal arrived (Ctrl-C, SIGTERM, SIGHUP): raised between two records, never inside one."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class _Writer:
     """Writes each result as it comes, in the chosen format; `close` ends a JSON document, and is called
-    however the run ends, so what was written stays valid."""
+    however the run ends, so what was written stays valid. A stop signal that arrives while a record is
+    being written is held until the record is whole."""
 
     def __init__(self, out, format: OutputFormat):
         self.out, self.format, self.count = out, format, 0
+        self.busy, self.stop_signal = False, None
         self.csv = csv.DictWriter(out, CSV_COLUMNS) if format is OutputFormat.csv else None
         if self.csv:
             self.csv.writeheader()
@@ -131,43 +160,136 @@ class _Writer:
             out.write("[")
 
     def write(self, result: ImageResult) -> None:
-        if self.csv:
-            self.csv.writerows(_csv_rows(result))
-        elif self.format is OutputFormat.jsonl:
-            self.out.write(result.model_dump_json() + "\n")
-        else:
-            self.out.write(("," if self.count else "") + "\n" + result.model_dump_json(indent=2))
-        self.count += 1
-        self.out.flush()
+        self.busy = True
+        try:
+            if self.csv:
+                self.csv.writerows(_csv_rows(result))
+            elif self.format is OutputFormat.jsonl:
+                self.out.write(result.model_dump_json() + "\n")
+            else:
+                self.out.write(("," if self.count else "") + "\n" + result.model_dump_json(indent=2))
+            self.count += 1
+            self.out.flush()
+        finally:
+            self.busy = False
+        if self.stop_signal is not None:
+            raise Stopped(self.stop_signal)
 
     def close(self) -> None:
+        self.busy = True  # the document's end is written whatever arrives meanwhile
         if self.format is OutputFormat.json:
             self.out.write("\n]\n" if self.count else "]\n")
         self.out.flush()
 
+    def on_signal(self, signum, _frame) -> None:
+        if self.busy:
+            self.stop_signal = signum
+        else:
+            raise Stopped(signum)
 
-def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> tuple[Path, bool]:
+
+def check_annotation_folder(folder: Path) -> None:
+    """Makes the --annotate folder, and proves a file can be made in it, before any photo is read: a
+    path that is a file, lies under a file, or may not be written is one line on stderr (ValueError)."""
+    from facescope.faces.intake import display_name
+
+    where = f"--annotate {display_name(folder)}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{where}: is a file, not a folder") from None
+    except NotADirectoryError:
+        raise ValueError(f"{where}: a part of the path is a file, not a folder") from None
+    except OSError as error:
+        raise ValueError(f"{where}: cannot create the folder ({error.strerror})") from None
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=PARTIAL_PREFIX):
+            pass
+    except OSError as error:
+        raise ValueError(f"{where}: cannot write into the folder ({error.strerror})") from None
+    for left in folder.glob(f"{PARTIAL_PREFIX}*"):  # copies a killed run was writing: never finished
+        pid = left.name[len(PARTIAL_PREFIX):].partition("-")[0]
+        if pid.isdigit() and not _is_running(int(pid)):
+            left.unlink(missing_ok=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> tuple[Path, str]:
     """Writes the annotated photo under a name no other file has: `face.annotated.jpg`, or
-    `face.annotated-2.jpg` and so on when that is taken (by another photo of this run, or already there)."""
-    from facescope.faces import read_image
-    from facescope.serving.annotate import annotate_image
+    `face.annotated-2.jpg` and so on when that is taken (by another photo of this run, or already
+    there); the copy of an earlier run of the same photo, byte for byte the same, is kept as it is.
+    Returns (its path, "written", "renamed" or "already there").
+
+    Atomic: the JPEG is written under a hidden temporary name, then linked to its final name, which
+    fails rather than replace a file already there; an interrupted run leaves no partial file under
+    a final name."""
+    import io
+
+    from facescope.serving.annotate import annotate_photo
 
     # Read again rather than kept: the predictor works ahead on many photos, and holding each full-size
     # photo until its turn here could take gigabytes.
-    annotated = annotate_image(read_image(source), result.faces)
+    buffer = io.BytesIO()
+    annotate_photo(source, result.faces).save(buffer, format="JPEG", quality=92)
+    data = buffer.getvalue()
     stem = "stdin" if isinstance(source, bytes) else Path(source).stem
-    for number in range(1, 100_000):
-        target = folder / f"{stem}.annotated{'' if number == 1 else f'-{number}'}.jpg"
-        if target.name in used:
-            continue
-        try:
-            with open(target, "xb") as file:  # "x": fails rather than overwrite a file already there
-                annotated.save(file, format="JPEG", quality=92)
-        except FileExistsError:
-            continue
-        used.add(target.name)
-        return target, number > 1
+    descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f"{PARTIAL_PREFIX}{os.getpid()}-")
+    try:
+        os.fchmod(descriptor, 0o666 & ~_umask())  # as an ordinary new file (mkstemp makes it private)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        for number in range(1, 100_000):
+            target = folder / f"{stem}.annotated{'' if number == 1 else f'-{number}'}.jpg"
+            if target.name in used:
+                continue
+            if _holds(target, data):
+                used.add(target.name)
+                return target, "already there"
+            try:
+                os.link(partial, target)
+            except FileExistsError:
+                continue
+            except OSError as error:
+                if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                    raise
+                # A file system without hard links (FAT, some network shares): a rename, checked first.
+                if target.exists():
+                    continue
+                os.rename(partial, target)
+            used.add(target.name)
+            return target, "renamed" if number > 1 else "written"
+    finally:
+        Path(partial).unlink(missing_ok=True)
     raise FileExistsError(f"no free name for {stem}.annotated.jpg in {folder}")
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _holds(target: Path, data: bytes) -> bool:
+    try:
+        return target.stat().st_size == len(data) and target.read_bytes() == data
+    except OSError:
+        return False
+
+
+def describe_write_error(error: OSError) -> str:
+    if error.errno in FULL_DISK:
+        return "no space left on device"
+    return error.strerror or str(error)
 
 
 def predict_command(
@@ -182,6 +304,7 @@ def predict_command(
     annotate: Path | None = typer.Option(None, "--annotate", metavar="DIR", help="write each photo with boxes "
                                          "and labels here (never overwriting: NAME.annotated-2.jpg when taken); "
                                          "a video: this .mp4 file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="video: replace the --annotate file if it exists"),
     aligned: bool = typer.Option(False, "--aligned", help="each image is one aligned face crop (no detection)"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="look into sub-folders"),
     batch_size: int = typer.Option(32, min=1, help="faces per network batch"),
@@ -229,12 +352,17 @@ def predict_command(
     typer.echo(f"note: {NOTICE}", err=True)
     paths = paths or []
     if engine is Engine.ray:
+        from facescope.bundles import read_bundle_info
         from facescope.batch import predict_ray_command
 
         if output is None or format not in (OutputFormat.jsonl, OutputFormat.parquet):
             raise typer.BadParameter("--engine ray writes shards: give --output and --format jsonl or parquet")
+        try:
+            thresholds = parse_thresholds(threshold, read_bundle_info(model).heads if threshold else None)
+        except ValueError as error:  # also a model that cannot be read
+            raise typer.BadParameter(str(error), param_hint="--threshold") from None
         raise typer.Exit(predict_ray_command(paths, manifest, output, model, workers, format.value, aligned,
-                                             recursive, batch_size))
+                                             recursive, batch_size, thresholds))
     if not paths or format is OutputFormat.parquet or manifest or output:
         raise typer.BadParameter("give photos, folders or a video; --format parquet, --manifest and --output "
                                  "are for --engine ray")
@@ -243,9 +371,18 @@ def predict_command(
 
         if len(paths) > 1 or format is not OutputFormat.jsonl:
             raise typer.BadParameter("a video, stream or camera is read alone, with --format jsonl")
-        raise typer.Exit(predict_video_command(paths[0], model, every, fps, duration, annotate))
+        if threshold:
+            raise typer.BadParameter("a video's tracks pool every frame's probabilities and answer with "
+                                     "them; --threshold is for photos", param_hint="--threshold")
+        raise typer.Exit(predict_video_command(paths[0], model, every, fps, duration, annotate, overwrite))
     detection = {"detection_size": detection_size, "score_threshold": score_threshold,
                  "min_face_size": min_face_size, "max_faces": max_faces}
+    if annotate is not None:
+        try:
+            check_annotation_folder(annotate)
+        except ValueError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
     predictor = Predictor(model, batch_size=batch_size, **{k: v for k, v in detection.items() if v is not None})
     try:
         thresholds = parse_thresholds(threshold, predictor.info.heads)
@@ -256,13 +393,17 @@ def predict_command(
     # Standard input is read here, once, so the photo can be read again to annotate it.
     sources = [sys.stdin.buffer.read() if str(f) == STDIN else f for f in files]
     names = ["<stdin>" if str(f) == STDIN else display_name(f) for f in files]
-    if annotate is not None:
-        annotate.mkdir(parents=True, exist_ok=True)
+    try:
+        writer = _Writer(sys.stdout, format)
+    except OSError as error:  # not even the header could be written
+        typer.echo(f"error: cannot write the results ({describe_write_error(error)})", err=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, writer.on_signal) for s in (signal.SIGINT, *STOP_SIGNALS)} if main_thread else {}
     results = predictor.predict_images(sources, aligned=aligned, names=names)
     progress = tqdm(zip(sources, results), total=len(files), unit="img", desc="predicting", file=sys.stderr,
                     disable=len(files) < 2)
-    writer = _Writer(sys.stdout, format)
-    failed, internal, faces, annotated_names = [], 0, 0, set()
+    failed, internal, faces, annotated_names, kept = [], 0, 0, set(), 0
     try:
         for source, result in progress:
             faces += len(result.faces)
@@ -273,29 +414,54 @@ def predict_command(
             writer.write(result)
             if annotate is not None and not result.error:
                 try:
-                    target, renamed = _annotate(result, source, annotate, annotated_names)
-                    if renamed:
+                    target, how = _annotate(result, source, annotate, annotated_names)
+                    kept += how == "already there"
+                    if how == "renamed":
                         typer.echo(f"{result.path}: annotated as {display_name(target)} (name taken)", err=True)
                 except Exception as error:  # the results are written; one picture not drawn is an error
-                    failed.append(f"{result.path}: could not write its annotated copy ({error})")
+                    reason = describe_write_error(error) if isinstance(error, OSError) else error
+                    failed.append(f"{result.path}: could not write its annotated copy ({reason})")
     except BrokenPipeError:  # the reader went away (`| head`): nothing more can be written
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(EXIT_UNREADABLE if failed else 0) from None
-    except KeyboardInterrupt:
-        writer.close()
-        typer.echo(f"interrupted: {writer.count} of {len(files)} files written", err=True)
-        raise typer.Exit(130) from None
+    except (Stopped, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+        _close_quietly(writer)
+        typer.echo(f"stopped by {signal.Signals(signum).name}: {writer.count} of {len(files)} files written"
+                   + (" (the JSON document is closed)" if format is OutputFormat.json else ""), err=True)
+        raise typer.Exit(128 + signum) from None
+    except OSError as error:  # the results could not be written: a full disk, a failing device
+        with contextlib.suppress(OSError):
+            writer.close()
+        typer.echo(f"error: cannot write the results ({describe_write_error(error)}): stopped after {writer.count} "
+                   f"of {len(files)} files", err=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
     except Exception as error:
-        writer.close()
+        _close_quietly(writer)
         typer.echo(f"internal error after {writer.count} of {len(files)} files: {type(error).__name__}: {error}",
                    err=True)
         raise typer.Exit(EXIT_INTERNAL_ERROR) from None
-    writer.close()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    written = _close_quietly(writer)
     typer.echo(f"{len(files)} files, {faces} faces, {len(failed)} unreadable", err=True)
+    if kept:
+        typer.echo(f"{kept} annotated copies were already there, the same as this run's: kept", err=True)
     passed_over = ", ".join(f"{count} {kind}" for kind, count in skipped.items() if count)
     if passed_over:
         typer.echo(f"passed over: {passed_over}" + (" (use --recursive)" if skipped["sub-folders"] else ""),
                    err=True)
     for error in failed:
         typer.echo(f"  error: {error}", err=True)
-    raise typer.Exit(EXIT_INTERNAL_ERROR if internal else EXIT_UNREADABLE if failed else 0)
+    raise typer.Exit(EXIT_INTERNAL_ERROR if internal else EXIT_UNREADABLE if failed or not written else 0)
+
+
+def _close_quietly(writer: _Writer) -> bool:
+    """Ends the document; when the output itself cannot be written (a full disk), says so (False)."""
+    try:
+        writer.close()
+    except OSError as error:
+        typer.echo(f"error: cannot write the results ({describe_write_error(error)})", err=True)
+        return False
+    return True

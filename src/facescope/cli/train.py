@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from facescope.data.loaders import FORMATS
-from facescope.model.network import BACKBONES
+from facescope.model import BACKBONE_NAMES
 
 
 def train_command(
@@ -16,7 +16,7 @@ def train_command(
                                                "path); repeat to train on several at once"),
     output: Path = typer.Option(None, "--output", "-o", help="run folder (default runs/train)"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of training options"),
-    backbone: str | None = typer.Option(None, help=" | ".join(BACKBONES)),
+    backbone: str | None = typer.Option(None, help=" | ".join(BACKBONE_NAMES)),
     input_size: int | None = typer.Option(None, help="crop size in pixels (default: the backbone's)"),
     epochs: int | None = typer.Option(None),
     batch_size: int | None = typer.Option(None),

@@ -275,7 +275,9 @@ class DatasetFormat:
 UTKFACE_LICENCE = "UTKFace is available for non-commercial research purposes only."
 FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
     DatasetFormat(
-        "fairface", "FairFace", "CC BY 4.0: attribute the FairFace authors (Karkkainen and Joo).", "centre",
+        "fairface", "FairFace", "CC BY 4.0 (the data set and its labels; the images are Flickr photos under "
+        "Creative Commons licences): attribute \"FairFace: Face Attribute Dataset for Balanced Race, Gender, and "
+        "Age\" (Karkkainen and Joo, WACV 2021).", "centre",
         lambda p: (p.is_dir() and any((p / n).exists() for n in FAIRFACE_CSVS)) or FAIRFACE_COLUMNS <= _csv_header(p),
         load_fairface, "a FairFace folder (fairface_label_train.csv / fairface_label_val.csv beside the images) "
                        "or label CSV (file,age,gender,race)"),

@@ -44,14 +44,13 @@ def _named_cells(table: pd.DataFrame) -> pd.Series:
 
 
 def dataset_stats(dataset: LoadedDataset) -> dict:
-    """Counts and shares per race, gender and age bin, the cross tables, balance and age summary."""
+    """Counts and shares per race, gender and age bin, the cross tables, balance and age summary. A label
+    no record has (LFW has no race or age, All-Age-Faces no race) is listed under "absent", not counted."""
     frame = dataset.to_frame()
     races = labels.taxonomy(dataset.taxonomy).labels
-    tables = {
-        "race": _counts(frame["race"].dropna(), races),
-        "gender": _counts(frame["gender"].dropna(), labels.GENDERS),
-        "age_bin": _counts(frame["age_bin"].dropna(), labels.AGE_BIN_LABELS),
-    }
+    orders = {"race": races, "gender": labels.GENDERS, "age_bin": labels.AGE_BIN_LABELS}
+    absent = [name for name in orders if frame[name].isna().all()]
+    tables = {name: _counts(frame[name].dropna(), order) for name, order in orders.items() if name not in absent}
     race_gender = pd.crosstab(frame["race"], frame["gender"]).reindex(index=[r for r in races if r in set(frame["race"])])
     race_age = pd.crosstab(frame["race"], frame["age_bin"]).reindex(
         index=[r for r in races if r in set(frame["race"])],
@@ -59,16 +58,16 @@ def dataset_stats(dataset: LoadedDataset) -> dict:
     )
     ages = frame["age_years"].dropna()
     return {
-        "dataset": {"format": dataset.format, "root": str(dataset.root), "taxonomy": dataset.taxonomy,
+        "dataset": {"format": dataset.format, "root": str(dataset.root),
+                    "taxonomy": None if "race" in absent else dataset.taxonomy,
                     "records": len(dataset.records), "skipped": len(dataset.skipped)},
+        "absent": absent,
         "skipped": [{"name": s.name, "reason": s.reason} for s in dataset.skipped],
         "counts": {name: table.reset_index(names=name).to_dict("records") for name, table in tables.items()},
         "race_x_gender": race_gender.to_dict("index"),
         "race_x_age_bin": race_age.to_dict("index"),
         "balance": {
-            "race": _balance(tables["race"]["count"]),
-            "gender": _balance(tables["gender"]["count"]),
-            "age_bin": _balance(tables["age_bin"]["count"]),
+            **{name: _balance(table["count"]) for name, table in tables.items()},
             "race_x_gender": _balance(_named_cells(race_gender)) if race_gender.size else {},
         },
         "age_years": {} if ages.empty else {
@@ -80,6 +79,13 @@ def dataset_stats(dataset: LoadedDataset) -> dict:
 
 SMALL_CELL = 30  # a race x gender or race x age-group cell with fewer faces is too small to evaluate on
 NAMES = {"race": "race", "gender": "gender", "age_bin": "age group"}
+
+
+def absent_note(stats: dict) -> str:
+    """One sentence naming the labels the data set does not have, so their tables and charts are left out."""
+    names = [NAMES[name] for name in stats["absent"]]
+    return (f"This data set has no {' or '.join(names)} labels: no record carries one, so there is no "
+            f"table or chart by {' or '.join(names)}.")
 
 
 def _title(stats: dict) -> str:
@@ -100,8 +106,11 @@ def _cross_table(stats: dict, key: str) -> Table:
 
 def _document(stats: dict, images: dict[str, Image]) -> Document:
     info = stats["dataset"]
-    intro = [f"Format **{info['format']}**, race labels **{info['taxonomy']}**: {info['records']:,} records read, "
-             f"{info['skipped']} malformed entries skipped. Counts come from the labels alone (no image is decoded)."]
+    intro = [f"Format **{info['format']}**, race labels **{info['taxonomy'] or 'none'}**: {info['records']:,} records "
+             f"read, {info['skipped']} malformed entries skipped. Counts come from the labels alone (no image is "
+             "decoded)."]
+    if stats["absent"]:
+        intro.append(absent_note(stats))
     sections = []
     for name, rows in stats["counts"].items():
         section = Section(f"By {NAMES[name]}", [])

@@ -10,8 +10,10 @@ predictions are all empty) is wrong on every label and counts in the "faces miss
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,7 +23,7 @@ import pandas as pd
 import yaml
 
 from facescope import labels
-from facescope.evaluation.tool_outputs import flatten, map_race_probabilities, read_records
+from facescope.evaluation.tool_outputs import flatten, json_objects, map_race_probabilities
 from facescope.evaluation.metrics import MIN_GROUP_SIZE, evaluate, map_truth_races
 from facescope.evaluation.uncertainty import N_BOOT, NO_FACE
 from facescope.heads import UNCERTAIN
@@ -33,6 +35,19 @@ GENDER_SPELLINGS = {
 RACE_TAXONOMIES = tuple(labels.TAXONOMIES)
 PREDICTION_FIELDS = ("gender", "race", "age_years", "age_bin")
 UNMATCHED_EXAMPLES = 10
+# Bounds on what a predictions file may hold: a longer line is counted and skipped (never read whole,
+# never echoed), a larger file or column YAML refused. A CLI record with 50 faces is about 40 kB.
+MAX_LINE_BYTES = 1 << 20
+MAX_PREDICTIONS_BYTES = 4 << 30
+MAX_JSON_DOCUMENT_BYTES = 256 << 20  # a .json document is parsed whole; larger: JSON lines
+MAX_YAML_BYTES = 1 << 20
+SHOWN_CHARACTERS = 80  # of a value quoted in a message
+
+
+def shown(value) -> str:
+    """A value from an input file as a message quotes it: repr, cut to SHOWN_CHARACTERS."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[:SHOWN_CHARACTERS]}... ({len(text):,} characters)"
 
 
 @dataclass
@@ -51,12 +66,33 @@ class ColumnMap:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ColumnMap:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        """The map a column YAML gives; ValueError, in one line, for a file that cannot be read, is not
+        YAML, is not a mapping, or gives a key a value of the wrong type."""
+        try:
+            if os.path.getsize(path) > MAX_YAML_BYTES:
+                raise ValueError(f"{path}: a column YAML over {MAX_YAML_BYTES:,} bytes")
+            values = yaml.safe_load(Path(path).read_text(errors="replace"))
+        except OSError as error:
+            raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
+        except yaml.YAMLError as error:
+            where = getattr(error, "problem_mark", None)
+            raise ValueError(f"{path}: not valid YAML{f' (line {where.line + 1})' if where else ''}") from None
+        values = {} if values is None else values
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a column YAML is a mapping (key: column name), not a {type(values).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
+        unknown = {str(key) for key in values} - known
         if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+            raise ValueError(f"{path}: unknown keys {sorted(shown(k) for k in unknown)}; known: {sorted(known)}")
+        for key, value in values.items():
+            if key == "probabilities":
+                if not (isinstance(value, dict) and all(isinstance(by_label, dict) and all(
+                        isinstance(c, str) for c in by_label.values()) for by_label in value.values())):
+                    raise ValueError(f"{path}: probabilities is a mapping of head -> label -> column name, "
+                                     f"not {shown(value)}")
+            elif value is not None and not isinstance(value, str):
+                raise ValueError(f"{path}: {key} is a column name (text), not {shown(value)}")
+        return cls(**{**values, "probabilities": values.get("probabilities") or {}})
 
     def guessed(self, columns: list[str]) -> ColumnMap:
         """Fields left unset filled from the file's own column names where they are the usual ones
@@ -79,16 +115,74 @@ class ColumnMap:
         return filled
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
+def read_predictions(path: str | Path, skipped: dict[str, int] | None = None) -> pd.DataFrame:
     """A predictions file as a table of strings and numbers: CSV, or JSON / JSON Lines (.json, .jsonl,
-    .ndjson), tools' nested records flattened to one row a photo (tool_outputs)."""
+    .ndjson), tools' nested records flattened to one row a photo (tool_outputs). Lines over
+    MAX_LINE_BYTES and JSON values that are not objects (or lists of them) are skipped, counted in
+    `skipped`; a .json document is read whole, up to MAX_JSON_DOCUMENT_BYTES."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no predictions file at {path}")
-    records = read_records(path)
-    if records is not None:
-        return flatten(records)[0]
-    return pd.read_csv(path, dtype=str, keep_default_na=True)
+    if path.stat().st_size > MAX_PREDICTIONS_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size:,} bytes, over the limit of {MAX_PREDICTIONS_BYTES:,} "
+                         "for a predictions file; split it")
+    skipped = {} if skipped is None else skipped
+    try:
+        lines = _bounded_lines(path, skipped)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        values = _json_document(path) if suffix == ".json" else None
+        if values is None:  # JSON lines
+            values = []
+            for line in lines:
+                try:
+                    values.append(json.loads(line) if line.strip() else None)
+                except (ValueError, RecursionError):
+                    values.append("")  # not JSON: counted as not an object
+        records = json_objects(values, skipped)
+        return flatten(records)[0] if records else pd.DataFrame()
+    if not lines:
+        raise ValueError(f"{path}: no header line within {MAX_LINE_BYTES:,} bytes")
+    return pd.read_csv(io.BytesIO(b"".join(lines)), dtype=str, keep_default_na=True)
+
+
+def _bounded_lines(path: Path, skipped: dict[str, int]) -> list[bytes]:
+    """The file's lines, each read at most MAX_LINE_BYTES at a time: a longer one is passed over in
+    chunks (never held whole) and counted as "line too long"."""
+    lines = []
+    with open(path, "rb") as file:
+        while line := file.readline(MAX_LINE_BYTES + 1):
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):
+                    line = file.readline(MAX_LINE_BYTES)
+                skipped["line too long"] = skipped.get("line too long", 0) + 1
+            else:
+                lines.append(line)
+    return lines
+
+
+def _json_document(path: Path) -> list | None:
+    """A .json file's values where it holds one JSON document (a list of photos' records, as
+    `predict --format json` and DeepFace write); None where it holds JSON lines."""
+    with open(path, "rb") as file:
+        start = file.read(1 << 16).lstrip()[:1]
+        if start not in (b"[", b"{"):
+            return None
+        size = path.stat().st_size
+        if size > MAX_JSON_DOCUMENT_BYTES:
+            raise ValueError(f"{path}: a JSON document of {size:,} bytes, over the limit of "
+                             f"{MAX_JSON_DOCUMENT_BYTES:,}; write it as JSON lines (.jsonl), one photo a line")
+        file.seek(0)
+        data = file.read()
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read") from None
+    except ValueError:  # JSON lines under a .json name
+        return None
+    return value if isinstance(value, list) else [value]
 
 
 def _key(text: str) -> str:
@@ -103,7 +197,7 @@ def normalise_gender(value) -> str | None:
     try:
         return GENDER_SPELLINGS[_key(value)]
     except KeyError:
-        raise ValueError(f"cannot read {value!r} as a gender; understood: {sorted(GENDER_SPELLINGS)}") from None
+        raise ValueError(f"cannot read {shown(value)} as a gender; understood: {sorted(GENDER_SPELLINGS)}") from None
 
 
 def normalise_race(value, taxonomy: str) -> str | None:
@@ -117,7 +211,7 @@ def normalise_race(value, taxonomy: str) -> str | None:
     try:
         return by_key[_key(value)]
     except KeyError:
-        raise ValueError(f"cannot read {value!r} as a {taxonomy} race; expected one of {choices}") from None
+        raise ValueError(f"cannot read {shown(value)} as a {taxonomy} race; expected one of {choices}") from None
 
 
 def guess_race_taxonomy(values: pd.Series) -> str:
@@ -127,7 +221,8 @@ def guess_race_taxonomy(values: pd.Series) -> str:
         choices = labels.taxonomy(name).labels
         if seen <= {_key(label) for label in choices}:
             return name
-    raise ValueError(f"race labels {sorted(seen)} fit none of {RACE_TAXONOMIES}; name the tool's taxonomy "
+    examples = sorted(shown(v) for v in seen)[:10]
+    raise ValueError(f"race labels {examples} fit none of {RACE_TAXONOMIES}; name the tool's taxonomy "
                      "(race_taxonomy in the column YAML, or --race-taxonomy)")
 
 
@@ -143,9 +238,12 @@ def _missing(value) -> bool:
 def _years(value) -> float:
     if _missing(value):
         return np.nan
-    number = float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
     if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{value!r} is not an age in years")
+        raise ValueError(f"{shown(value)} is not an age in years")
     return number
 
 
@@ -163,13 +261,16 @@ class Predictions:
     table: pd.DataFrame  # path, face_found, pred_gender, pred_race, pred_age_years, pred_age_bin, p_*
     race_taxonomy: str | None
     duplicates: int  # rows dropped because their photo already had one (a tool reporting several faces)
+    # what was passed over and how often: "line too long", "not a JSON object", "probability outside [0, 1]"
+    skipped: dict[str, int] = field(default_factory=dict)
     model: str | None = None  # the facescope model that made them, where the file names one
 
 
 def load_predictions(path: str | Path, columns: ColumnMap, name: str | None = None) -> Predictions:
     """Read a predictions file and bring it into facescope's schema (labels normalised; races still in
     the tool's taxonomy, mapped when joined to the ground truth)."""
-    raw = read_predictions(path)
+    skipped: dict[str, int] = {}
+    raw = read_predictions(path, skipped)
     columns = columns.guessed(list(raw.columns))
     if columns.path is None or columns.path not in raw:
         raise ValueError(f"{path}: no path column {columns.path or 'path'!r} (columns: {list(raw.columns)}); name it with "
@@ -204,10 +305,22 @@ def load_predictions(path: str | Path, columns: ColumnMap, name: str | None = No
         for label, column in by_label.items():
             spelled = (normalise_gender(label) if head == "gender" else
                        normalise_race(label, taxonomy) if head == "race" else labels.normalise_age_bin(label))
-            table[f"p_{head}_{spelled}"] = pd.to_numeric(raw[column], errors="raise")
+            if column not in raw:
+                raise ValueError(f"{path}: no column {shown(column)} for the {head} probability of {shown(label)}")
+            table[f"p_{head}_{spelled}"] = pd.to_numeric(raw[column], errors="coerce")
+        # A probability outside [0, 1] (or not a number) is not one: the row's probabilities for this
+        # head are dropped and counted, never clipped into range.
+        head_columns = [c for c in table.columns if c.startswith(f"p_{head}_")]
+        values = table[head_columns]
+        outside = values.notna() & ((values < 0.0) | (values > 1.0))
+        invalid = outside.any(axis=1) | (values.isna().any(axis=1) & values.notna().any(axis=1))
+        if invalid.any():
+            table.loc[invalid, head_columns] = np.nan
+            skipped["probability outside [0, 1]"] = skipped.get("probability outside [0, 1]", 0) + int(invalid.sum())
     before = len(table)
     table = table.drop_duplicates("path", keep="first").reset_index(drop=True)
-    return Predictions(name or Path(path).stem, table, taxonomy, before - len(table), model_of(raw))
+    return Predictions(name or Path(path).stem, table, taxonomy, before - len(table), skipped,
+                       model_of(raw))
 
 
 def model_of(raw: pd.DataFrame) -> str | None:
@@ -216,20 +329,29 @@ def model_of(raw: pd.DataFrame) -> str | None:
         return None
     names = sorted({str(m) for m in raw["model"].dropna()})
     if len(names) > 1:
-        raise ValueError(f"the predictions name several models ({', '.join(names)}); audit one model a file")
+        raise ValueError(f"the predictions name several models ({', '.join(shown(n) for n in names[:5])}); "
+                         "audit one model a file")
     return names[0] if names else None
 
 
 def _path_keys(source: str, root: Path) -> list[str]:
-    """The ways a predictions file may name a data set photo: absolute, relative to the data set, bare name."""
+    """The ways a predictions file may name a data set photo: absolute, relative to the data set, bare
+    name. Resolving never fails: a symbolic link loop or a name the system refuses keeps its own spelling."""
     path = Path(source)
-    keys = [str(path.resolve()) if path.is_absolute() else str((root / path).resolve())]
+    keys = [_resolved(path if path.is_absolute() else root / path)]
     try:
-        keys.append(str(path.resolve().relative_to(root.resolve())))
+        keys.append(str(Path(_resolved(path)).relative_to(_resolved(root))))
     except ValueError:
         pass
     keys.append(path.name)
     return keys
+
+
+def _resolved(path: Path) -> str:
+    try:
+        return os.path.realpath(path)  # unlike Path.resolve, gives up quietly on a link loop
+    except (OSError, ValueError):  # a NUL byte, a name too long
+        return os.path.abspath(path)
 
 
 def join_truth(predictions: Predictions, truth: pd.DataFrame, truth_taxonomy: str, root: Path) -> tuple[pd.DataFrame, dict]:
@@ -255,7 +377,9 @@ def join_truth(predictions: Predictions, truth: pd.DataFrame, truth_taxonomy: st
     joined = truth.iloc[matched["_row"].astype(int)].reset_index(drop=True)
     joined = pd.concat([joined, matched.drop(columns=["_row", "path"]).reset_index(drop=True)], axis=1)
     note = {"estimator": predictions.name, "prediction_rows": len(predictions.table) + predictions.duplicates,
-            "matched": len(joined), "unmatched_rows": len(unmatched), "unmatched_examples": unmatched[:UNMATCHED_EXAMPLES],
+            "matched": len(joined), "unmatched_rows": len(unmatched),
+            "unmatched_examples": [p if len(p) <= SHOWN_CHARACTERS else shown(p) for p in unmatched[:UNMATCHED_EXAMPLES]],
+            "skipped": predictions.skipped,
             "truth_without_prediction": len(truth) - len(joined), "duplicate_rows_dropped": predictions.duplicates}
     if "pred_race" in joined and predictions.race_taxonomy:
         joined, note["race_mapping"] = _align_races(joined, predictions.race_taxonomy, truth_taxonomy)
@@ -297,6 +421,10 @@ def audit(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str |
     from facescope.evaluation.report import Run, write_runs_report
     from facescope.evaluation.run import select_records, truth_table
 
+    try:  # before any work: a report folder that cannot be made is a one-line error, not a lost audit
+        Path(output).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--output {output}: cannot be a report folder ({error.strerror or error})") from None
     dataset = load_dataset(data, dataset_format)
     records, how = select_records(dataset, split, seed, val_fraction, test_fraction)
     loaded = [load_predictions(path, columns, name) for name, path, columns in prediction_files]

@@ -8,23 +8,36 @@ differences.
 
 Figures are drawn on matplotlib Figures with the Agg canvas directly, never through pyplot, so writing
 a report changes no global matplotlib state (backend, open figures) of the program that calls it.
+matplotlib keeps a font cache in its config folder (~/.cache/matplotlib or ~/.config/matplotlib);
+unless MPLCONFIGDIR says where, a report gives it a temporary folder of its own, removed at exit, so
+writing a report writes nothing outside the report's folder.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
+import logging
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if "MPLCONFIGDIR" not in os.environ:
+    os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="facescope-matplotlib-")
+    atexit.register(shutil.rmtree, os.environ["MPLCONFIGDIR"], ignore_errors=True)
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)  # "generated new fontManager", each run
 
-from facescope.document import Document, Image, Section, Table, format_number
-from facescope.heads import DEFAULT_THRESHOLDS
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from facescope.document import Document, Image, Section, Table, format_number, spreadsheet_cell  # noqa: E402
+from facescope.heads import DEFAULT_THRESHOLDS  # noqa: E402
 from facescope.evaluation.metrics import (
     CALIBRATION_BINS, OVERALL, POSITIVE_GENDER, STANDARDISED_METRICS, WITHIN_YEARS, EvaluationResult, metric_columns,
     standardised_figure,
@@ -133,14 +146,21 @@ def write_runs_report(runs: list[Run], folder: Path, context: dict) -> Path:
     (folder / "report.html").write_text(document.to_html())
     if len(runs) == 1:
         metrics = {"context": context, **runs[0].result.to_dict()}
-        runs[0].table.to_csv(folder / "predictions.csv", index=False)
+        _spreadsheet_safe(runs[0].table).to_csv(folder / "predictions.csv", index=False)
     else:
         metrics = {"context": context, "estimators": {run.name: run.result.to_dict() for run in runs},
                    "differences": _records(estimator_differences(runs))}
-        pd.concat([run.table.assign(estimator=run.name) for run in runs]).to_csv(folder / "predictions.csv",
-                                                                                 index=False)
+        _spreadsheet_safe(pd.concat([run.table.assign(estimator=run.name) for run in runs])).to_csv(
+            folder / "predictions.csv", index=False)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False, default=_plain))
     return folder
+
+
+def _spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells (paths, labels, estimator names: they come from the files audited) that a spreadsheet
+    would run as a formula get a leading `'`."""
+    text = table.select_dtypes(include=["object", "string"]).columns
+    return table.assign(**{column: table[column].map(spreadsheet_cell) for column in text})
 
 
 def _plain(value):

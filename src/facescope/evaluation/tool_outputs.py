@@ -18,9 +18,6 @@ Every flattened table has `path`, `face_found`, `pred_gender`, `pred_race`, `pre
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from facescope import labels
@@ -30,33 +27,18 @@ INSIGHTFACE_KEYS = ("det_score", "kps", "bbox", "embedding", "landmark_2d_106")
 INSIGHTFACE_GENDER = {1: "Male", 0: "Female"}  # insightface's Face.gender (its `sex` is "M" where 1)
 
 
-def read_records(path: Path) -> list | None:
-    """The JSON values of a .json / .jsonl / .ndjson file, lists of faces flattened (DeepFace writes a
-    list per photo); None for any other file (a CSV)."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        values = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    elif suffix == ".json":
-        text = path.read_text()
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError:  # JSON lines under a .json name
-            values = [json.loads(line) for line in text.splitlines() if line.strip()]
-        values = values if isinstance(values, list) else [values]
-    else:
-        return None
-    flat = []
-
-    def walk(value):
+def json_objects(values: list, skipped: dict[str, int]) -> list[dict]:
+    """The JSON objects among a file's values, lists flattened (DeepFace writes a list per photo);
+    anything else is counted in `skipped` as "not a JSON object" (empty lines, None, are passed over)."""
+    flat, pending = [], list(reversed(values))
+    while pending:  # depth first, in file order, without recursion
+        value = pending.pop()
         if isinstance(value, list):
-            for item in value:
-                walk(item)
+            pending.extend(reversed(value))
         elif isinstance(value, dict):
             flat.append(value)
-        else:
-            raise ValueError(f"{path}: expected JSON objects (or lists of them), found {type(value).__name__}")
-
-    walk(values)
+        elif value is not None:
+            skipped["not a JSON object"] = skipped.get("not a JSON object", 0) + 1
     return flat
 
 
@@ -108,7 +90,7 @@ def _facescope(record: dict) -> dict:
             row["pred_age_years"] = value.get("years")
             row["pred_age_bin"] = _top(value["bin_probs"])
             row.update({f"p_age_bin_{b}": p for b, p in value["bin_probs"].items()})
-        elif name in ("gender", "race") and "probs" in value:
+        elif "probs" in value:  # a label head
             row[f"pred_{name}"] = _top(value["probs"])
             row.update({f"p_{name}_{label}": p for label, p in value["probs"].items()})
     return row

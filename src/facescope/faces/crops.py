@@ -116,11 +116,22 @@ def write_utk48_csv(records: list[FaceRecord], path: Path, cache_dir: Path | Non
     and gender use UTKFace's codes, so only records with all three labels in UTKFace's taxonomy are written."""
     codes = {gender: code for code, gender in UTK_GENDERS.items()}
     usable = [r for r in records if r.age_years is not None and r.gender and r.race and r.taxonomy == "utkface5"]
+    if not usable:
+        lacking = [name for name, has in (("age in years", lambda r: r.age_years is not None),
+                                          ("gender", lambda r: r.gender),
+                                          ("UTKFace race", lambda r: r.race and r.taxonomy == "utkface5"))
+                   if not any(map(has, records))]
+        raise ValueError(f"none of the {len(records):,} records can be a row of the 48x48 CSV, which needs an age "
+                         "in years, a gender and a UTKFace race label" +
+                         (f"; no record has a label for {', '.join(lacking)}" if lacking else "") + "; nothing written")
     aligned = build_crops(usable, 48, cache_dir=cache_dir)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and moved onto it only when it holds a face, so a run that finds none
+    # leaves whatever was at `path` as it was.
+    partial = path.with_name(path.name + ".partial")
     written = 0
-    with path.open("w", newline="") as handle:
+    with partial.open("w", newline="") as handle:
         handle.write("age,ethnicity,gender,img_name,pixels\n")
         for record, crop, found in zip(usable, aligned.images, aligned.found):
             if not found:
@@ -129,4 +140,8 @@ def write_utk48_csv(records: list[FaceRecord], path: Path, cache_dir: Path | Non
             handle.write(f"{int(record.age_years)},{labels.UTKFACE5.index(record.race)},{codes[record.gender]},"
                          f"{Path(record.source).name},{' '.join(map(str, grey.ravel()))}\n")
             written += 1
+    if not written:
+        partial.unlink()
+        raise ValueError(f"no face found in any of the {len(usable):,} photos; nothing written")
+    partial.replace(path)
     return written, len(usable) - written

@@ -40,6 +40,11 @@ MAX_PIXELS = 120_000_000
 # (Turning the warning into an error per call would need warnings.catch_warnings, which is not thread-safe.)
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Pillow warns about a damaged file ("Corrupt EXIF data", "Truncated File Read") without naming it: each
+# such warning is shown for every file it concerns (not once per process), prefixed with the file's name
+# (the decoding thread's current file; see _naming_warnings).
+warnings.filterwarnings("always", category=UserWarning, module=r"PIL\.", append=True)  # the program's own win
+_decoding = threading.local()
 # Photos are analysed at most this many pixels on the longer side: detection works on a smaller copy
 # still, and a face that fills 1/40 of the longer side keeps about 100 px for alignment.
 WORKING_SIDE = 4096
@@ -127,6 +132,8 @@ def read_photo(source, *, name: str | None = None, channels: Channels = "RGB", m
         name = name or display_name(source)
         with _open_regular_file(Path(source), name) as stream:
             return _decode_stream(stream, name, max_pixels, max_side)
+    if isinstance(source, memoryview):
+        source = _memoryview_bytes(source, name or "upload")
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _decode_stream(io.BytesIO(source), name or "upload", max_pixels, max_side)
     if hasattr(source, "read"):
@@ -137,11 +144,28 @@ def read_photo(source, *, name: str | None = None, channels: Channels = "RGB", m
     raise TypeError(f"cannot read an image from {type(source).__name__}: pass {ACCEPTED_TYPES}")
 
 
+def _memoryview_bytes(view: memoryview, name: str) -> memoryview | bytes:
+    """The encoded bytes a memoryview holds: itself when contiguous, else a C-ordered copy (a strided
+    view cannot be read in place); a released view is this input's error."""
+    try:
+        return view if view.contiguous else view.tobytes()
+    except ValueError as error:  # "operation forbidden on released memoryview object"
+        raise ImageReadError(f"{name}: the memoryview cannot be read ({error})") from None
+
+
+def check_regular_file(path: Path) -> None:
+    """Whether `path` is a regular file that is not empty, without blocking (a FIFO named like a video
+    is refused, never opened for reading); ImageReadError saying what it is instead."""
+    _open_regular_file(path, display_name(path)).close()
+
+
 def _open_regular_file(path: Path, name: str) -> BinaryIO:
     """The file opened for reading, or an ImageReadError saying what the path is instead. Opened
     non-blocking, so a named pipe with no writer cannot hang the reader; read only if regular."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except ValueError:  # the one path no file system accepts
+        raise ImageReadError(f"{name}: the path contains a NUL byte") from None
     except FileNotFoundError:
         reason = "dangling symbolic link (its target does not exist)" if path.is_symlink() else "no such file"
         raise ImageReadError(f"{name}: {reason}") from None
@@ -150,6 +174,8 @@ def _open_regular_file(path: Path, name: str) -> BinaryIO:
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise ImageReadError(f"{name}: symbolic link loop") from None
+        if error.errno == errno.ENAMETOOLONG:
+            raise ImageReadError(f"{name}: the name is longer than the file system allows") from None
         try:  # a socket cannot be opened at all (ENXIO): say what it is
             kind = _FILE_KINDS.get(stat.S_IFMT(os.stat(path).st_mode))
         except OSError:
@@ -170,7 +196,8 @@ def _decode_stream(stream: BinaryIO, name: str, max_pixels: int, max_side: int |
         raise ImageReadError(f"{name}: empty file")
     stream.seek(0)
     try:
-        image = Image.open(stream)
+        with _naming_warnings(name):
+            image = Image.open(stream)
     except Image.DecompressionBombError:
         raise ImageReadError(_too_many_pixels(name, None, max_pixels)) from None
     except UnidentifiedImageError:
@@ -192,8 +219,30 @@ def _decode(image: Image.Image, name: str, max_pixels: int, max_side: int | None
         raise ImageReadError(_too_many_pixels(name, (width, height), max_pixels))
     if width == 0 or height == 0:
         raise ImageReadError(f"{name}: the image has no pixels ({width}x{height})")
-    with DECODING.take(width * height):
+    with DECODING.take(width * height), _naming_warnings(name):
         return _decode_within_budget(image, name, width, height, max_side)
+
+
+@contextmanager
+def _naming_warnings(name: str):
+    """Warnings raised on this thread while decoding name the file (see _show_warning)."""
+    previous, _decoding.name = getattr(_decoding, "name", None), name
+    try:
+        yield
+    finally:
+        _decoding.name = previous
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    name = getattr(_decoding, "name", None)
+    if name is not None and not str(message).startswith(f"{name}: "):
+        message = category(f"{name}: {message}")
+    _show_without_file_name(message, category, filename, lineno, file, line)
+
+
+# Wraps whatever shows warnings (Python's own, or a hook set before facescope was imported): a thread
+# that decodes a photo sets its name, so the warning names it whichever thread raised it.
+_show_without_file_name, warnings.showwarning = warnings.showwarning, _show_warning
 
 
 def _decode_within_budget(image: Image.Image, name: str, width: int, height: int, max_side: int | None) -> Photo:

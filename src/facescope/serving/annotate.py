@@ -73,6 +73,22 @@ def _place_labels(draw, faces: list[FaceResult], texts: list[str], font, pad: in
     return placed
 
 
+def annotate_photo(source, faces: list[FaceResult], max_side: int | None = None) -> Image.Image:
+    """The photo `source` (anything facescope.faces.read_photo takes) read again and annotated with
+    `faces` (boxes in the photo's own pixels). With `max_side`, drawn on a copy at most that many pixels
+    on its longer side, the boxes scaled to it: the canvas then costs at most 3 x max_side² bytes,
+    however large the photo (the server's bound on annotation memory)."""
+    from facescope.faces import read_photo
+
+    photo = read_photo(source, max_side=max_side)
+    to_canvas_x, to_canvas_y = (1 / factor for factor in photo.scale)
+    if (to_canvas_x, to_canvas_y) != (1, 1):
+        faces = [face.model_copy(update={"box": [face.box[0] * to_canvas_x, face.box[1] * to_canvas_y,
+                                                 face.box[2] * to_canvas_x, face.box[3] * to_canvas_y]})
+                 for face in faces]
+    return annotate_image(photo.pixels, faces)
+
+
 def annotate_image(rgb_array: np.ndarray, faces: list[FaceResult], legend: bool = True,
                    numbers: list[int] | None = None) -> Image.Image:
     """A copy of an HxWx3 uint8 RGB photo with face i's box, its number i and its short label drawn.

@@ -1,6 +1,8 @@
 """The web app and REST API: `create_app()` builds it, `facescope serve` runs it with uvicorn.
 
-    POST /api/v1/predict   one photo (multipart field `file`) -> the ImageResult `facescope predict` prints
+    POST /api/v1/predict   one photo (multipart field `file`, or JSON {"img": base64}) -> the ImageResult
+                           `facescope predict` prints
+    POST /api/v1/predict/batch  several photos (multipart parts `files`) -> one ImageResult per photo
     GET  /api/v1/model     the model card: labels, training data, intended use, figures per group
     GET  /api/v1/health    liveness and readiness (the model is loaded)
     GET  /docs             the OpenAPI page (Swagger UI from local files); the schema at /openapi.json

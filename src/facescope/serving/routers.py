@@ -4,29 +4,33 @@ files, the swagger-ui-bundle-v2 package: nothing is loaded from the internet).""
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import logging
+import re
 import threading
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from facescope import labels
-from facescope.faces import ImageReadError, read_image
+from facescope.faces import ImageReadError
 from facescope.bundles.card import card_json
 from facescope.heads import DEFAULT_THRESHOLDS, parse_thresholds
 from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
-from facescope.serving.annotate import annotate_image
+from facescope.serving.annotate import annotate_photo
+from facescope.serving.security import ClientGone, ClientWork, run_for_client
 from facescope.serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +96,10 @@ class ModelCard(BaseModel):
     evaluation: dict[str, Any] = Field(
         description="figures overall and per group, as recorded in model.json (empty until evaluated)"
     )
+    thresholds: dict[str, float] = Field(
+        description="each head's default confidence threshold: below it the head answers \"uncertain\" "
+                    "(`thresholds` of /api/v1/predict sets others)"
+    )
     card: dict[str, Any] = Field(
         description='the model card, section by section: {"sections": [{"title", "paragraphs", "tables": '
                     '[{"columns", "rows"}]}]} (facescope.bundles.card.card_json)'
@@ -108,73 +116,203 @@ class ErrorDetail(BaseModel):
     detail: str
 
 
-_UPLOAD_BODY = {
+class Base64Image(BaseModel):
+    """A photo inside a JSON body, as DeepFace's API takes it. Other keys (DeepFace's `actions`,
+    `detector_backend`, ...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    img: str = Field(validation_alias=AliasChoices("img", "img_path"), description=(
+        "the photo's bytes, base64-encoded: a data URL (`data:image/jpeg;base64,...`) or plain base64. A file "
+        "path or URL is refused: this server never reads its own disk or fetches anything for a request "
+        "(`img_path`, DeepFace's older name, is accepted for the same base64 content)"))
+    name: str = Field(default="upload", max_length=255, description="a name for the photo, returned as `path`")
+
+
+def _example_jpeg() -> str:
+    """A small grey JPEG in base64: a real, complete example body (it has no face, so its answer has none)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (128, 128, 128)).save(buffer, format="JPEG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+_EXAMPLE_JPEG = _example_jpeg()
+_PHOTO_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary", "description": "one photo"}},
-        }}},
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "one photo"}}},
+                "examples": {"curl": {"summary": "curl -F file=@photo.jpg http://127.0.0.1:8000/api/v1/predict",
+                                      "value": {"file": "(the photo's bytes)"}}},
+            },
+            "application/json": {
+                "schema": Base64Image.model_json_schema(mode="validation"),
+                "examples": {
+                    "data URL": {"summary": "a data URL, as a browser's FileReader makes it",
+                                 "value": {"img": "data:image/jpeg;base64," + _EXAMPLE_JPEG}},
+                    "plain base64": {"summary": "plain base64 (DeepFace style), with a name",
+                                     "value": {"img": _EXAMPLE_JPEG, "name": "white.jpg"}},
+                },
+            },
+        },
     }
 }
-_PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": ["files"], "properties": {"files": {
+                "type": "array", "items": {"type": "string", "format": "binary"},
+                "description": "the photos, one file part each (at most `max_files_per_request`)"}}},
+            "examples": {"curl": {
+                "summary": "curl -F files=@a.jpg -F files=@b.png http://127.0.0.1:8000/api/v1/predict/batch",
+                "value": {"files": ["(a.jpg's bytes)", "(b.png's bytes)"]}}},
+        }},
+    }
+}
+_REQUEST_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "a malformed multipart body"},
     408: {"model": ErrorDetail, "description": "the upload took longer than the body time limit"},
-    413: {"model": ErrorDetail, "description": "the upload is over the size limit"},
-    415: {"model": ErrorDetail, "description": "not an image (by its declared type or its bytes)"},
-    422: {"model": ErrorDetail, "description": "a truncated or corrupt image, a decompression bomb, or a "
-                                               "detection option out of range"},
+    413: {"model": ErrorDetail, "description": "the upload is over the size limit (or too many files)"},
+}
+_PREDICT_ERRORS: dict[int | str, dict[str, Any]] = _REQUEST_ERRORS | {
+    415: {"model": ErrorDetail, "description": "not an image (by its declared type or its bytes), or a body "
+                                               "that is neither multipart/form-data nor JSON"},
+    422: {"model": ErrorDetail, "description": "a truncated or corrupt image, a decompression bomb, a detection "
+                                               "option out of range, JSON that is not {\"img\": base64}, or a "
+                                               "path or URL in place of the image (never read or fetched)"},
     504: {"model": ErrorDetail, "description": "the prediction took longer than the time limit"},
+}
+_BATCH_ERRORS: dict[int | str, dict[str, Any]] = _REQUEST_ERRORS | {
+    415: {"model": ErrorDetail, "description": "a body that is not multipart/form-data"},
+    422: {"model": ErrorDetail, "description": "no file part, or a detection option out of range"},
 }
 
 api = APIRouter(prefix="/api/v1")
 
 
-@api.post("/predict", openapi_extra=_UPLOAD_BODY, responses=_PREDICT_ERRORS)
-async def predict(
+def detection_options(
     request: Request,
-    annotate: bool = False,
     detection_size: int | None = Query(None, ge=32, le=8192, description="longer side the photo is "
                                        "detected at, in px: larger finds smaller faces, slower"),
     score_threshold: float | None = Query(None, ge=0.0, le=1.0, description="lowest detector score kept"),
     min_face_size: float | None = Query(None, ge=0, le=10_000, description="smallest face kept, in px"),
     max_faces: int | None = Query(None, ge=1, description="most faces analysed, the largest first (at most "
                                   "the server's own cap); `faces_found` says how many there were"),
+) -> dict[str, Any]:
+    """The detection options of a request, the server's settings filling in what it leaves out."""
+    settings = _state(request).settings
+    if max_faces is not None and max_faces > settings.max_faces:
+        raise HTTPException(422, f"max_faces is at most {settings.max_faces} on this server")
+    return {"detection_size": detection_size or settings.detection_size,
+            "score_threshold": settings.score_threshold if score_threshold is None else score_threshold,
+            "min_face_size": settings.min_face_size if min_face_size is None else min_face_size,
+            "max_faces": max_faces or settings.max_faces}
+
+
+def threshold_options(
+    request: Request,
     thresholds: str | None = Query(None, description="HEAD=P items, comma-separated: a head whose top "
                                    "probability is below P answers \"uncertain\" (its probabilities are kept); "
                                    "\"none\" answers everything; default "
                                    + ",".join(f"{h}={p:g}" for h, p in DEFAULT_THRESHOLDS.items())),
-) -> PredictionResult:
-    """Age, gender and race estimates for every face in one photo (at most `max_faces`, largest first)."""
-    state = _state(request)
-    settings = state.settings
-    predictor = _predictor(request)
-    if max_faces is not None and max_faces > settings.max_faces:
-        raise HTTPException(422, f"max_faces is at most {settings.max_faces} on this server")
+) -> dict[str, float]:
+    """The confidence threshold of each head for a request: below it, the head's answer is withheld."""
     try:
-        bars = parse_thresholds(thresholds, predictor.info.heads)
+        return parse_thresholds(thresholds, _predictor(request).info.heads)
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
-    detection = {"detection_size": detection_size or settings.detection_size,
-                 "score_threshold": settings.score_threshold if score_threshold is None else score_threshold,
-                 "min_face_size": settings.min_face_size if min_face_size is None else min_face_size,
-                 "max_faces": max_faces or settings.max_faces}
-    filename, data = await _read_upload(request, settings)
 
-    def run_prediction() -> PredictionResult:
-        with state.gate:
+
+@api.post("/predict", openapi_extra=_PHOTO_BODY, responses=_PREDICT_ERRORS)
+async def predict(request: Request, annotate: bool = False,
+                  detection: dict[str, Any] = Depends(detection_options),
+                  bars: dict[str, float] = Depends(threshold_options)) -> PredictionResult:
+    """Age, gender and race estimates for every face in one photo (at most `max_faces`, largest first).
+
+    The photo comes as a multipart upload (field `file`), or as JSON with the photo's bytes in base64:
+    `{"img": "data:image/jpeg;base64,..."}` or `{"img": "<base64>"}`. A path or URL in `img` is refused
+    (422): nothing is read from the server's disk or fetched. The photo stays in memory: it is never
+    written or logged. Several photos at once: `/api/v1/predict/batch`."""
+    settings = _state(request).settings
+    predictor = _predictor(request)
+    if request.headers.get("content-type", "").startswith("application/json"):
+        filename, data = await _read_json_photo(request, settings)
+    else:
+        async with _read_form(request, settings, settings.max_upload_bytes + MULTIPART_OVERHEAD, max_files=1,
+                              too_many="one photo per request here: send several to /api/v1/predict/batch") as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, "no photo: send it in the multipart field `file`")
+            filename, data, content_type = upload.filename or "upload", await upload.read(), upload.content_type
+        _check_photo(data, content_type, settings)
+    return await _predict(request, predictor, data, filename, detection, bars, annotate)
+
+
+@api.post("/predict/batch", openapi_extra=_BATCH_BODY, responses=_BATCH_ERRORS)
+async def predict_batch(request: Request, annotate: bool = False,
+                        detection: dict[str, Any] = Depends(detection_options),
+                        bars: dict[str, float] = Depends(threshold_options)) -> list[PredictionResult]:
+    """Several photos in one multipart request (one file part each, field `files`): one result per
+    photo, in order, each exactly what `/api/v1/predict` answers for it. A photo that cannot be
+    analysed (not an image, too large, truncated, out of time) is its own result with `error` set; the
+    others are analysed as usual.
+
+    Limits: at most `max_files_per_request` photos (20 by default) and `max_request_bytes` (50 MB) in
+    all, each photo at most `max_upload_bytes` (10 MB); over them, the whole request is answered 413."""
+    settings = _state(request).settings
+    predictor = _predictor(request)
+    async with _read_form(request, settings, settings.max_request_bytes + MULTIPART_OVERHEAD,
+                          max_files=settings.max_files_per_request,
+                          too_many=f"at most {settings.max_files_per_request} photos per request") as form:
+        uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not uploads:
+            raise HTTPException(422, "no photos: send each in a multipart file part (field `files`)")
+        results = []
+        for upload in uploads:
+            filename = upload.filename or "upload"
+            try:
+                data = await upload.read()
+                _check_photo(data, upload.content_type, settings)
+                results.append(await _predict(request, predictor, data, filename, detection, bars, annotate))
+            except HTTPException as error:  # this photo's error; the others go on
+                results.append(PredictionResult(path=filename, model=predictor.info.name, error=str(error.detail)))
+            finally:
+                await upload.close()  # each photo's bytes go as soon as it is done
+    return results
+
+
+async def _predict(request: Request, predictor: Predictor, data: bytes, filename: str, detection: dict[str, Any],
+                   bars: dict[str, float], annotate: bool) -> PredictionResult:
+    """One photo's answer, within the time limit and the server's gate; its failures as HTTP errors."""
+    state = _state(request)
+    settings = state.settings
+
+    def run_prediction(client: ClientWork) -> PredictionResult:
+        # Each stage starts only while the client still waits: a request past its deadline or whose
+        # client hung up gives its place in the gate to the next one.
+        if not state.gate.acquire(timeout=client.remaining()):
+            raise TimeoutError
+        try:
+            client.check()
             result = withhold_uncertain_faces(predictor.predict_image(data, name=filename, **detection), bars)
             answer = PredictionResult(**dict(result))
             if annotate:
-                answer.annotated_image = _jpeg_data_url(annotate_image(read_image(data), result.faces))
+                client.check()
+                answer.annotated_image = _jpeg_data_url(annotate_photo(data, result.faces, settings.annotate_max_side))
             return answer
+        finally:
+            state.gate.release()
 
     try:
-        with anyio.fail_after(settings.request_timeout_s):
-            # In a worker thread, so the event loop keeps serving; on timeout the request is answered
-            # and the thread is left to finish on its own.
-            return await anyio.to_thread.run_sync(run_prediction, abandon_on_cancel=True)
+        return await run_for_client(request, run_prediction, settings.request_timeout_s)
     except TimeoutError:
         raise HTTPException(504, f"the prediction took longer than {settings.request_timeout_s:g} s") from None
+    except ClientGone:
+        log.info("client disconnected before its prediction was ready: abandoned")
+        return Response(status_code=499)  # nginx's "client closed request": nobody reads it
     except ImageReadError as error:
         raise HTTPException(422, str(error)) from None
     except Exception:
@@ -193,7 +331,8 @@ def model_card(request: Request) -> ModelCard:
         labels=ModelLabels(gender=list(labels.GENDERS), race=list(info.race_labels),
                            age_bins=list(labels.AGE_BIN_LABELS)),
         training_data=info.training_data, licence=info.licence, intended_use=info.intended_use,
-        must_not_be_used_for=list(info.must_not_be_used_for), evaluation=info.evaluation, card=card_json(info),
+        must_not_be_used_for=list(info.must_not_be_used_for), evaluation=info.evaluation,
+        thresholds={head.name: DEFAULT_THRESHOLDS.get(head.name, 0.0) for head in info.heads}, card=card_json(info),
     )
 
 
@@ -203,52 +342,123 @@ def health(request: Request) -> Health:
     return Health(status="ok", model_loaded=True, model=_predictor(request).info.name)
 
 
-async def _read_upload(request: Request, settings: Settings) -> tuple[str, bytes]:
-    """(filename, bytes) of the multipart field `file`, read into memory with the size limit enforced
-    on the declared Content-Length and on the bytes actually received, within the body time limit."""
-    max_bytes = settings.max_upload_bytes
-    too_big = f"the upload is over the limit of {max_bytes / 1024 / 1024:g} MB"
-    body_limit = max_bytes + MULTIPART_OVERHEAD
+def _too_big(limit: int) -> str:
+    return f"the upload is over the limit of {limit / 1024 / 1024:g} MB"
+
+
+async def _read_body(request: Request, body_limit: int, too_big: str):
+    """The request's body as it arrives, the size limit enforced on the declared Content-Length and on
+    the bytes actually received."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > body_limit:
         raise HTTPException(413, too_big)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise HTTPException(415, "send the photo as multipart/form-data, in the field `file`")
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > body_limit:
+            raise HTTPException(413, too_big)
+        yield chunk
 
-    async def capped_body():
-        received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > body_limit:
-                raise HTTPException(413, too_big)
-            yield chunk
 
-    parser = MultiPartParser(request.headers, capped_body(), max_files=1, max_fields=10)
-    # Above the body limit, so the spooled file never rolls over to disk.
-    parser.spool_max_size = body_limit + 1
+async def _within_body_time(settings: Settings, reading):
     try:
         with anyio.fail_after(settings.body_timeout_s):
-            form = await parser.parse()
+            return await reading
     except TimeoutError:
         raise HTTPException(408, f"the upload took longer than {settings.body_timeout_s:g} s",
                             headers={"Connection": "close"}) from None
+
+
+@asynccontextmanager
+async def _read_form(request: Request, settings: Settings, body_limit: int, max_files: int, too_many: str):
+    """The multipart form, read into memory (never spooled to disk) within the size and time limits, and
+    closed when the block ends."""
+    too_big = _too_big(body_limit - MULTIPART_OVERHEAD)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(415, "send the photo as multipart/form-data (field `file`; `files` for a batch) or "
+                                 'as JSON {"img": "<base64>"}')
+    parser = MultiPartParser(request.headers, _read_body(request, body_limit, too_big),
+                             max_files=max_files, max_fields=10)
+    # Above the body limit, so the spooled files never roll over to disk.
+    parser.spool_max_size = body_limit + 1
+    try:
+        form = await _within_body_time(settings, parser.parse())
     except MultiPartException as error:
+        if error.message.startswith("Too many files"):
+            raise HTTPException(413, too_many) from None
         raise HTTPException(400, f"malformed multipart body: {error.message}") from None
     try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise HTTPException(422, "no photo: send it in the multipart field `file`")
-        data = await upload.read()
-        content_type = upload.content_type
+        yield form
     finally:
         await form.close()
+
+
+async def _read_json_photo(request: Request, settings: Settings) -> tuple[str, bytes]:
+    """(name, bytes) of the photo in a JSON body {"img": base64 or data URL}."""
+    max_bytes = settings.max_upload_bytes
+    # Base64 takes 4 bytes per 3; room beside it for the data URL's prefix and the JSON around it.
+    body_limit = -(-max_bytes // 3) * 4 + MULTIPART_OVERHEAD
+    body = await _within_body_time(settings, _collect(_read_body(request, body_limit, _too_big(max_bytes))))
+    try:
+        photo = Base64Image.model_validate_json(body)
+    except ValidationError:
+        raise HTTPException(422, 'send JSON {"img": "data:image/jpeg;base64,..."} or {"img": "<base64>"}') from None
+    data = _decode_base64_photo(photo.img)
     if len(data) > max_bytes:
-        raise HTTPException(413, too_big)
+        raise HTTPException(413, _too_big(max_bytes))
+    _check_photo(data, None, settings)
+    return photo.name, data
+
+
+async def _collect(chunks) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
+
+
+NOT_READ_OR_FETCHED = ("`img` holds a path or URL: this server never reads files from its own disk or fetches "
+                       "URLs for a request. Send the photo itself, base64-encoded (plain or as a data URL)")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether `img` reads as a file path rather than base64 (which has no dots, colons or backslashes)."""
+    return len(text) < 4096 and (text.startswith(("/", "~", "./", "../")) or bool(re.search(r"[.:\\]", text)))
+
+
+def _decode_base64_photo(text: str) -> bytes:
+    """The bytes of a data URL or plain base64; a URL or path is refused, never fetched or read."""
+    text = text.strip()
+    if text.startswith("data:"):
+        header, comma, text = text.partition(",")
+        if not comma or not header.endswith(";base64"):
+            raise HTTPException(422, "a data URL must be base64: data:image/jpeg;base64,...")
+        declared = header[len("data:"):-len(";base64")]
+        if declared and not declared.startswith("image/"):
+            raise HTTPException(415, f"{declared} is not an image type")
+    elif _URL.match(text):
+        raise HTTPException(422, NOT_READ_OR_FETCHED)
+    elif _names_a_file(text) and not _is_image(_base64_or_none(text) or b""):
+        raise HTTPException(422, NOT_READ_OR_FETCHED)  # "/etc/passwd" is valid base64 too
+    data = _base64_or_none(text)
+    if data is None:
+        raise HTTPException(422, "`img` is not valid base64")
+    return data
+
+
+def _base64_or_none(text: str) -> bytes | None:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _check_photo(data: bytes, content_type: str | None, settings: Settings) -> None:
+    """Refuses a photo over the size limit (413) or one that is not an image by its type or bytes (415)."""
+    if len(data) > settings.max_upload_bytes:
+        raise HTTPException(413, _too_big(settings.max_upload_bytes))
     if content_type not in GENERIC_CONTENT_TYPES and not content_type.startswith("image/"):
         raise HTTPException(415, f"{content_type} is not an image type")
     if not _is_image(data):
         raise HTTPException(415, "the upload is not an image file (no known image format recognised)")
-    return upload.filename or "upload", data
 
 
 def _is_image(data: bytes) -> bool:

@@ -1,5 +1,6 @@
 """What lets the server face a network: security headers on every answer, no caching of answers about
-uploads, a last-resort 500 that keeps the connection usable, a header read timeout, and the loopback check.
+uploads, a last-resort 500 that keeps the connection usable, a header read timeout, work abandoned for
+clients that are gone or out of time, and the loopback check.
 """
 
 from __future__ import annotations
@@ -8,8 +9,16 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
+import anyio
+import anyio.to_thread
 import h11
+from starlette.requests import ClientDisconnect, Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,8 @@ class SecurityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:  # gone mid-upload: nobody to answer
+            log.info("client disconnected during %s %s", scope["method"], path)
         except Exception:
             log.exception("internal error answering %s %s", scope["method"], path)
             if started:
@@ -116,6 +127,67 @@ class HeaderTimeoutH11Protocol(H11Protocol):
 
 def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutH11Protocol]:
     return type("HeaderTimeoutH11Protocol", (HeaderTimeoutH11Protocol,), {"header_timeout_s": seconds})
+
+
+# How often a client waiting for a prediction is checked for having disconnected.
+DISCONNECT_POLL_S = 0.25
+Result = TypeVar("Result")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+@dataclass
+class ClientWork:
+    """Handed to work done in a thread for one client: `check()` between stages raises TimeoutError once
+    the deadline has passed and ClientGone once the client has disconnected, so work nobody will read
+    stops at the next stage instead of running to the end."""
+
+    deadline: float  # time.monotonic()
+    gone: threading.Event = field(default_factory=threading.Event)
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def check(self) -> None:
+        if self.gone.is_set():
+            raise ClientGone
+        if time.monotonic() >= self.deadline:
+            raise TimeoutError
+
+
+async def run_for_client(request: Request, work: Callable[[ClientWork], Result], timeout_s: float) -> Result:
+    """`work(client)` in a worker thread (the event loop keeps serving), for as long as the client waits:
+    TimeoutError after `timeout_s`, ClientGone as soon as the client disconnects. Either way the thread
+    is left to notice at its next `client.check()`, and its result is dropped."""
+    client = ClientWork(time.monotonic() + timeout_s)
+    outcome: list = []
+    failure: list[Exception] = []  # raised by the work: kept out of the task group's ExceptionGroup
+
+    async def watch_client(scope: anyio.CancelScope) -> None:
+        while not await request.is_disconnected():
+            await anyio.sleep(DISCONNECT_POLL_S)
+        client.gone.set()
+        scope.cancel()
+
+    try:
+        with anyio.fail_after(timeout_s):
+            async with anyio.create_task_group() as group:
+                group.start_soon(watch_client, group.cancel_scope)
+                try:
+                    outcome.append(await anyio.to_thread.run_sync(work, client, abandon_on_cancel=True))
+                except Exception as error:
+                    failure.append(error)
+                group.cancel_scope.cancel()
+    finally:
+        if not outcome and not failure:
+            client.gone.set()  # timed out, cancelled: nobody will read what the thread makes
+    if failure:
+        raise failure[0]
+    if not outcome:
+        raise ClientGone
+    return outcome[0]
 
 
 def is_loopback(host: str) -> bool:

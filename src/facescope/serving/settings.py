@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, description="worker processes, each with its own copy of the model")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="largest photo accepted (413)")
+    max_files_per_request: int = Field(default=20, ge=1, description="most photos in one request to "
+                                       "/api/v1/predict/batch (413)")
+    max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="largest request body to "
+                                   "/api/v1/predict/batch, all its photos together (413)")
     max_faces: int = Field(default=MAX_FACES, ge=1, description="most faces analysed per photo, the largest "
                            "first; a request may ask for fewer")
     detection_size: int = Field(default=DETECTION_SIZE, ge=32, le=8192)
@@ -36,6 +40,8 @@ class Settings(BaseSettings):
         default_factory=lambda: min(4, len(os.sched_getaffinity(0))), ge=1,
         description="photos decoded and analysed at once; each takes up to a few hundred MB while decoding",
     )
+    annotate_max_side: int = Field(default=2048, ge=256, le=8192, description="?annotate=true: the annotated "
+                                   "photo is drawn at most this many pixels on its longer side (bounds its memory)")
     cors_origins: str = Field(default="", description="comma-separated origins allowed to call the API from "
                               "a browser; empty (the default): none but the page itself")
 

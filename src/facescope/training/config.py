@@ -20,7 +20,7 @@ class TrainConfig:
     # facescope's cache (facescope.paths.cache_dir(): where build_fairface.py's FairFace folder goes).
     data: str | list = ""
     output: str = "runs/train"
-    backbone: str = "mobilenet_v2"
+    backbone: str = "mobilenet_v2"  # one of facescope.model.BACKBONE_NAMES
     input_size: int | None = None  # None: the backbone's default (BACKBONES[...].input_size)
     framing_zoom: float = 1.0  # the face crop: facescope's canonical framing, zoomed about its centre (>1: tighter)
     pretrained: bool = True

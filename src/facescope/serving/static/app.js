@@ -1,13 +1,20 @@
-// The facescope page: send one photo to /api/v1/predict, show numbered boxes on it and a card per face,
-// and render the model card from /api/v1/model. Plain DOM code; nothing is loaded from elsewhere.
+// The facescope page: send photos to /api/v1/predict one at a time, show each with numbered boxes and a
+// card per face, offer the results as JSON and CSV and each annotated photo, and render the model card
+// from /api/v1/model. Plain DOM code; nothing is loaded from elsewhere.
 "use strict";
 
 // The same Okabe-Ito colours as the boxes `facescope predict --annotate` draws (serving/annotate.py).
 const BOX_COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"];
+// What a folder holds that is worth sending: the server tells any other file apart too, but a folder's
+// text files and thumbnails databases would only add error records.
+const IMAGE_NAME = /\.(jpe?g|png|gif|bmp|tiff?|webp|heic|heif|avif)$/i;
 
 const $ = (id) => document.getElementById(id);
-let photoUrl = null;
+let photoUrls = [];
 let webcamStream = null;
+// This run's answers, in order: what the downloads hold.
+let analysed = [];
+let run = 0;
 
 function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -24,6 +31,10 @@ function percent(p) {
   return `${Math.round(p * 100)}%`;
 }
 
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : noun.endsWith("s") ? "es" : "s"}`;
+}
+
 function colourStyle(number) {
   const colour = BOX_COLOURS[(number - 1) % BOX_COLOURS.length];
   const [r, g, b] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
@@ -37,7 +48,7 @@ function setStatus(message, isError = false) {
   status.classList.toggle("error", isError);
 }
 
-// Whether this browser can show the file itself (if not, the server draws the boxes onto it).
+// Whether this browser can show the file itself (if not, the server's annotated copy is shown).
 async function browserCanShow(url) {
   const probe = new Image();
   probe.src = url;
@@ -49,68 +60,128 @@ async function browserCanShow(url) {
   }
 }
 
-async function analyse(file) {
-  if (!file) return;
+// One request per photo, in turn: each photo's answer shows as soon as it comes, one bad file is one
+// error card, and no request comes near the server's per-request limits.
+async function analyseFiles(files) {
+  files = [...files].filter((file) => file.type.startsWith("image/") || IMAGE_NAME.test(file.name));
+  if (!files.length) {
+    setStatus("No photos there: choose image files (JPEG, PNG, WebP, ...).", true);
+    return;
+  }
+  const thisRun = ++run;
+  photoUrls.forEach((url) => URL.revokeObjectURL(url));
+  photoUrls = [];
+  analysed = [];
+  $("photo-results").replaceChildren();
   $("results").hidden = true;
-  setStatus("Analysing the photo…");
-  if (photoUrl) URL.revokeObjectURL(photoUrl);
-  photoUrl = URL.createObjectURL(file);
-  const shownAsIs = await browserCanShow(photoUrl);
+  await modelCardLoaded; // the cards quote its per-group figures
+  for (const [index, file] of files.entries()) {
+    if (thisRun !== run) return; // a newer choice replaced this one
+    setStatus(files.length > 1 ? `Analysing photo ${index + 1} of ${files.length}…` : "Analysing the photo…");
+    const answer = await analyse(file, index + 1);
+    if (thisRun !== run) return;
+    analysed.push(answer);
+    showPhoto(answer, index + 1, files.length);
+    if (index === files.length - 1) summarise(); // before scrolling: the status line above may change height
+    if (index === 0) revealResults();
+  }
+}
 
+async function analyse(file, number) {
+  const name = file.webkitRelativePath || file.name || `photo-${number}.jpg`;
+  const url = URL.createObjectURL(file);
+  photoUrls.push(url);
   const form = new FormData();
-  form.append("file", file, file.name || "photo.jpg");
+  form.append("file", file, name);
   let response, result;
   try {
-    response = await fetch(`/api/v1/predict?${predictQuery(shownAsIs)}`, { method: "POST", body: form });
+    // Annotated by the server: the photo to download, and to show where the browser cannot show the file.
+    response = await fetch(`/api/v1/predict?${predictQuery()}`, { method: "POST", body: form });
     result = await response.json();
   } catch (error) {
-    setStatus(`The server could not be reached (${error.message}).`, true);
-    return;
+    return { result: { path: name, faces: [], faces_found: 0, error: `the server could not be reached (${error.message})` } };
   }
   if (!response.ok) {
     const detail = typeof result.detail === "string" ? result.detail : JSON.stringify(result.detail);
-    setStatus(`This photo could not be analysed: ${detail}`, true);
-    return;
+    return { result: { path: name, faces: [], faces_found: 0, error: detail } };
   }
-  await modelCardLoaded; // the cards quote its per-group figures
-  showResult(result, shownAsIs ? photoUrl : result.annotated_image, shownAsIs);
+  const { annotated_image: annotated, ...plain } = result;
+  return { result: plain, annotated, shown: (await browserCanShow(url)) ? url : annotated };
 }
 
-function showResult(result, imageSource, drawBoxes) {
-  const faces = result.faces;
-  const photo = $("photo");
-  photo.src = imageSource;
-  photo.alt = faces.length
-    ? `The photo, with ${faces.length} numbered face box${faces.length > 1 ? "es" : ""}`
-    : "The photo; no face was found";
-  $("photo-caption").textContent = `${result.path} · ${result.width} × ${result.height} pixels`;
-  $("boxes").replaceChildren(...(drawBoxes ? faces.map((face, i) => faceBox(face, i + 1, result)) : []));
-  $("face-cards").replaceChildren(...faces.map((face, i) => faceCard(face, i + 1)));
-  $("results-summary").textContent = faces.length
-    ? "How each face appears to the model, with its measured error for faces of that group."
-      + (faces.length > 1 ? " Point at or tap a card to find its face, or a box to find its card." : "")
-    : "";
+function revealResults() {
   $("results").hidden = false;
-  setStatus(faces.length
-    ? `Found ${faces.length} face${faces.length > 1 ? "s" : ""}, numbered from the largest.`
-    : "No face was found in this photo.");
   // Bring the photo and the first cards into view: on a phone or a short screen they start below the fold.
   const reduceMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
   $("results").scrollIntoView({ behavior: reduceMotion ? "auto" : "smooth", block: "start" });
 }
 
-// A card and its box are one face: pointing at, focusing or tapping either marks both.
-function linkFace(number, on) {
-  $(`box-${number}`)?.classList.toggle("active", on);
-  $(`face-${number}`)?.classList.toggle("active", on);
+function summarise() {
+  const results = analysed.map((answer) => answer.result);
+  const faces = results.reduce((total, result) => total + result.faces.length, 0);
+  const failed = results.filter((result) => result.error).length;
+  if (results.length === 1) {
+    const [result] = results;
+    setStatus(result.error ? `This photo could not be analysed: ${result.error}`
+      : faces ? `Found ${plural(faces, "face")}, numbered from the largest.` : "No face was found in this photo.",
+    Boolean(result.error));
+  } else {
+    setStatus(`Analysed ${plural(results.length, "photo")}: ${plural(faces, "face")} found`
+      + (failed ? `; ${failed} could not be analysed.` : "."), failed === results.length);
+  }
+  $("results-summary").textContent = faces
+    ? "How each face appears to the model, with how often the model is wrong for test faces it estimated alike."
+      + " Point at or tap a card to find its face, or a box to find its card."
+    : "";
 }
 
-function faceBox(face, number, result) {
+function showPhoto(answer, index, count) {
+  const { result } = answer;
+  const article = element("article", { class: "photo-result", id: `photo-${index}`, "aria-label": result.path });
+  if (count > 1) article.append(element("h3", { class: "photo-title" }, `${index}. ${result.path}`));
+  if (result.error) {
+    article.append(element("p", { class: "photo-error" }, `This photo could not be analysed: ${result.error}`));
+    $("photo-results").append(article);
+    return;
+  }
+  const faces = result.faces;
+  const photo = element("img", {
+    class: "photo-image", src: answer.shown,
+    alt: faces.length ? `${result.path}, with ${plural(faces.length, "numbered face box")}` : `${result.path}; no face was found`,
+  });
+  const drawBoxes = answer.shown !== answer.annotated;
+  const figure = element("figure", { class: "photo", id: `photo-figure-${index}` },
+    element("div", { class: "photo-frame" }, photo,
+      element("div", { class: "boxes", "aria-hidden": "true" }, ...(drawBoxes ? faces.map((face, i) => faceBox(face, index, i + 1, result)) : []))),
+    element("figcaption", {}, `${result.path} · ${result.width} × ${result.height} pixels`,
+      answer.annotated ? element("a", { class: "download-annotated", href: "#", role: "button" }, "Download the annotated photo") : ""));
+  figure.querySelector(".download-annotated")?.addEventListener("click", (event) => {
+    event.preventDefault();
+    download(dataUrlBlob(answer.annotated), `${stem(result.path)}.annotated.jpg`);
+  });
+  const cards = element("ol", { class: "face-cards", "aria-label": `Faces found in ${result.path}` },
+    ...faces.map((face, i) => faceCard(face, index, i + 1)));
+  if (!faces.length) cards.append(element("li", { class: "no-faces" }, "No face was found in this photo."));
+  article.append(element("div", { class: "results-layout" }, figure, cards));
+  $("photo-results").append(article);
+}
+
+// A card and its box are one face: pointing at, focusing or tapping either marks both.
+function linkFace(photo, number, on) {
+  $(`box-${photo}-${number}`)?.classList.toggle("active", on);
+  $(`face-${photo}-${number}`)?.classList.toggle("active", on);
+}
+
+function clearActive() {
+  document.querySelectorAll(".face-card.active, .face-box.active").forEach((node) => node.classList.remove("active"));
+}
+
+function faceBox(face, photo, number, result) {
   const [x1, y1, x2, y2] = face.box;
   // Percentages of the photo, so the boxes follow it when it is scaled to fit the page.
   const box = element("div", {
     class: "face-box",
-    id: `box-${number}`,
+    id: `box-${photo}-${number}`,
     title: `Face ${number}`,
     style: {
       left: `${(100 * x1) / result.width}%`,
@@ -120,14 +191,69 @@ function faceBox(face, number, result) {
       ...colourStyle(number),
     },
   }, element("span", { class: "face-number" }, String(number)));
-  box.addEventListener("mouseenter", () => linkFace(number, true));
-  box.addEventListener("mouseleave", () => linkFace(number, false));
+  box.addEventListener("mouseenter", () => linkFace(photo, number, true));
+  box.addEventListener("mouseleave", () => linkFace(photo, number, false));
   box.addEventListener("click", () => {
-    document.querySelectorAll(".face-card.active, .face-box.active").forEach((node) => node.classList.remove("active"));
-    linkFace(number, true);
-    $(`face-${number}`).scrollIntoView({ behavior: "smooth", block: "nearest" });
+    clearActive();
+    linkFace(photo, number, true);
+    $(`face-${photo}-${number}`).scrollIntoView({ behavior: "smooth", block: "nearest" });
   });
   return box;
+}
+
+// ---------------------------------------------------------------- downloads
+
+function download(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const link = element("a", { href: url, download: filename, hidden: "" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function dataUrlBlob(dataUrl) {
+  const [header, base64] = dataUrl.split(",");
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type: header.slice(5).split(";")[0] });
+}
+
+function stem(path) {
+  const base = path.split("/").pop();
+  return base.includes(".") ? base.slice(0, base.lastIndexOf(".")) : base;
+}
+
+// The same columns as `facescope predict --format csv`, one row per face (one for a photo without any).
+const CSV_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
+  "age_bin", "gender", "gender_prob", "race", "race_prob", "error"];
+
+// The top probability, also where the answer was withheld as "uncertain" (as the CLI writes it).
+const topProbability = (probs) => Math.max(...Object.values(probs));
+
+function csvRows(result) {
+  const base = { path: result.path, model: result.model, width: result.width, height: result.height,
+    faces_found: result.faces_found, error: result.error };
+  if (!result.faces.length) return [base];
+  // Faces numbered from 1, as on the annotated photo, the cards and the CLI's CSV.
+  return result.faces.map((face, index) => ({
+    ...base, face: index + 1, x1: face.box[0], y1: face.box[1], x2: face.box[2], y2: face.box[3], score: face.score,
+    age_years: face.age.years, age_bin: face.age.bin, gender: face.gender.label, gender_prob: topProbability(face.gender.probs),
+    race: face.race.label, race_prob: topProbability(face.race.probs),
+  }));
+}
+
+function csvCell(value) {
+  if (value === null || value === undefined) return "";
+  let text = String(value);
+  // A spreadsheet runs a cell starting with one of these as a formula: kept as text, as the CLI does.
+  if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function resultsCsv() {
+  const rows = analysed.flatMap((answer) => csvRows(answer.result));
+  return [CSV_COLUMNS, ...rows.map((row) => CSV_COLUMNS.map((column) => row[column]))]
+    .map((cells) => cells.map(csvCell).join(",")).join("\r\n") + "\r\n";
 }
 
 function probabilityList(estimate, name) {
@@ -162,15 +288,16 @@ function estimateLine(estimate) {
     runnerUp ? element("span", { class: "runner-up" }, `, or ${name(runnerUp[0])} (${percent(runnerUp[1])})`) : "");
 }
 
-// The query of a prediction: the annotated photo where the browser cannot show the file itself, and
-// the confidence every answer must reach (the page's one control sets every head's; empty: the defaults).
-function predictQuery(shownAsIs) {
-  const query = new URLSearchParams();
-  if (!shownAsIs) query.set("annotate", "true");
+// The query of a prediction: the annotated photo, and the confidence every answer must reach (the
+// page's one control sets every head's; empty: the defaults).
+function predictQuery() {
+  const query = new URLSearchParams({ annotate: "true" });
   const sure = $("min-confidence")?.value;
   if (sure !== undefined && sure !== "") {
     const bar = Math.min(100, Math.max(0, Number(sure))) / 100;
-    query.set("thresholds", ["gender", "race", "age"].map((head) => `${head}=${bar}`).join(","));
+    // Every head the model has (the card lists each with its default threshold).
+    const heads = Object.keys(modelCard?.thresholds ?? {});
+    if (heads.length) query.set("thresholds", heads.map((head) => `${head}=${bar}`).join(","));
   }
   return query.toString();
 }
@@ -185,7 +312,7 @@ function estimateRow(title, value, note) {
   return [element("dt", {}, title), element("dd", {}, value, ...(note ? [element("span", { class: "group-error" }, note)] : []))];
 }
 
-function faceCard(face, number) {
+function faceCard(face, photo, number) {
   const age = face.age;
   const years = age.years !== null
     ? `about ${Math.round(age.years)}${age.years_std !== null ? ` (± ${Math.round(age.years_std)})` : ""}`
@@ -200,27 +327,27 @@ function faceCard(face, number) {
   const [topBin, topShare] = Object.entries(age.bin_probs).sort((a, b) => b[1] - a[1])[0];
   ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${topBin} (${percent(topShare)})`));
 
-  const card = element("li", { class: "face-card", id: `face-${number}`, tabindex: "0", style: colourStyle(number) },
-    element("h3", {},
+  const card = element("li", { class: "face-card", id: `face-${photo}-${number}`, tabindex: "0", style: colourStyle(number) },
+    element("h4", {},
       element("span", { class: "face-number" }, String(number)), `Face ${number}`,
       element("span", { class: "confidence" }, `detector ${percent(face.score)}`)),
     summary,
     element("details", { class: "all-probs" },
       element("summary", {}, "All estimates"),
-      element("h4", {}, "Age"), ageDetails,
-      element("h4", {}, "Gender (apparent)"), probabilityList(face.gender, "Gender"),
-      element("h4", {}, "Race (apparent)"), probabilityList(face.race, "Race")));
-  card.addEventListener("mouseenter", () => linkFace(number, true));
-  card.addEventListener("mouseleave", () => linkFace(number, false));
-  card.addEventListener("focus", () => linkFace(number, true));
-  card.addEventListener("blur", () => linkFace(number, false));
+      element("h5", {}, "Age"), ageDetails,
+      element("h5", {}, "Gender (apparent)"), probabilityList(face.gender, "Gender"),
+      element("h5", {}, "Race (apparent)"), probabilityList(face.race, "Race")));
+  card.addEventListener("mouseenter", () => linkFace(photo, number, true));
+  card.addEventListener("mouseleave", () => linkFace(photo, number, false));
+  card.addEventListener("focus", () => linkFace(photo, number, true));
+  card.addEventListener("blur", () => linkFace(photo, number, false));
   // A tap on a phone: show which face it is (the photo sits above the cards there).
   card.addEventListener("click", (event) => {
     if (event.target.closest("summary")) return;
-    document.querySelectorAll(".face-card.active, .face-box.active").forEach((node) => node.classList.remove("active"));
-    linkFace(number, true);
-    const box = $(`box-${number}`);
-    if (box && box.getBoundingClientRect().bottom < 0) $("photo-figure").scrollIntoView({ behavior: "smooth", block: "start" });
+    clearActive();
+    linkFace(photo, number, true);
+    const box = $(`box-${photo}-${number}`);
+    if (box && box.getBoundingClientRect().bottom < 0) $(`photo-figure-${photo}`).scrollIntoView({ behavior: "smooth", block: "start" });
   });
   return card;
 }
@@ -251,7 +378,7 @@ function takeSnapshot() {
   canvas.height = video.videoHeight;
   canvas.getContext("2d").drawImage(video, 0, 0);
   stopWebcam();
-  canvas.toBlob((blob) => analyse(new File([blob], "webcam.jpg", { type: "image/jpeg" })), "image/jpeg", 0.92);
+  canvas.toBlob((blob) => analyseFiles([new File([blob], "webcam.jpg", { type: "image/jpeg" })]), "image/jpeg", 0.92);
 }
 
 // The model card: what the model is for and not for, and how often it is wrong, per group.
@@ -351,22 +478,57 @@ async function loadModelCard() {
     ...body);
 }
 
+// A dropped folder: every file in it and its sub-folders (the browser hands over entries, not files).
+async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  if (!entries.some((entry) => entry.isDirectory)) return [...dataTransfer.files];
+  const files = [];
+  async function walk(entry) {
+    if (entry.isFile) {
+      files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+      return;
+    }
+    const reader = entry.createReader();
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const child of batch) await walk(child);
+    }
+  }
+  for (const entry of entries) await walk(entry);
+  return files.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+async function tryExample(button) {
+  const response = await fetch(button.dataset.photo);
+  const blob = await response.blob();
+  analyseFiles([new File([blob], button.dataset.photo.split("/").pop(), { type: blob.type })]);
+}
+
 function setUp() {
   const dropZone = $("drop-zone");
-  $("file-input").addEventListener("change", (event) => {
-    analyse(event.target.files[0]);
-    event.target.value = ""; // choosing the same file again analyses it again
-  });
+  for (const input of [$("file-input"), $("folder-input")]) {
+    input.addEventListener("change", (event) => {
+      const files = [...event.target.files].sort((a, b) => (a.webkitRelativePath || a.name).localeCompare(b.webkitRelativePath || b.name));
+      analyseFiles(files);
+      event.target.value = ""; // choosing the same files again analyses them again
+    });
+  }
   dropZone.addEventListener("dragover", (event) => {
     event.preventDefault();
     dropZone.classList.add("dragging");
   });
   dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
-  dropZone.addEventListener("drop", (event) => {
+  dropZone.addEventListener("drop", async (event) => {
     event.preventDefault();
     dropZone.classList.remove("dragging");
-    analyse(event.dataTransfer.files[0]);
+    analyseFiles(await droppedFiles(event.dataTransfer));
   });
+  document.querySelectorAll(".example").forEach((button) => button.addEventListener("click", () => tryExample(button)));
+  $("download-json").addEventListener("click", () => download(
+    new Blob([JSON.stringify(analysed.map((answer) => answer.result), null, 2) + "\n"], { type: "application/json" }),
+    "facescope-results.json"));
+  $("download-csv").addEventListener("click", () => download(new Blob([resultsCsv()], { type: "text/csv" }), "facescope-results.csv"));
   if (navigator.mediaDevices?.getUserMedia) {
     $("webcam-button").hidden = false;
     $("webcam-button").addEventListener("click", startWebcam);
