@@ -174,9 +174,9 @@ def _facescope_record(name: str, answer, model: str | None = None) -> dict:
     return record
 
 
-def _hand_csv(path, names, race_spelling=None, with_race=True) -> None:
+def _hand_csv(path, names, race_spelling=None, with_race=True, answers=ANSWERS) -> None:
     rows = []
-    for name, answer in zip(names, ANSWERS):
+    for name, answer in zip(names, answers, strict=True):
         gender, race, age, _ = answer or ("", "", "", 0)
         row = {"file": name, "g": gender, "years": age, "found": bool(answer)}
         if with_race:
@@ -242,7 +242,8 @@ def test_audit_of_facescope_deepface_and_insightface_output_equals_the_hand_mapp
                          "age": a[2]}) for n, a in zip(names, ANSWERS) if a]
     insight.write_text("\n".join(lines) + "\n")
     insight_csv = tmp_path / "insight-hand.csv"
-    _hand_csv(insight_csv, [n for n, a in zip(names, ANSWERS) if a], with_race=False)
+    found = [(n, a) for n, a in zip(names, ANSWERS) if a]
+    _hand_csv(insight_csv, [n for n, _ in found], with_race=False, answers=[a for _, a in found])
     expected = audited(insight_csv, ColumnMap(path="file", gender="g", age_years="years", face_found="found"))
     got = audited(insight)
     assert got.result.overall["gender_accuracy"] == pytest.approx(6 / 9)

@@ -384,6 +384,8 @@ def join_truth(predictions: Predictions, truth: pd.DataFrame, truth_taxonomy: st
     if "pred_race" in joined and predictions.race_taxonomy:
         joined, note["race_mapping"] = _align_races(joined, predictions.race_taxonomy, truth_taxonomy)
     joined.loc[~joined["face_found"], [c for c in ("pred_gender", "pred_race", "pred_age_bin") if c in joined]] = NO_FACE
+    if "pred_age_years" in joined:  # an age said for a photo without a face (DeepFace's whole-image answer) is none
+        joined.loc[~joined["face_found"], "pred_age_years"] = np.nan
     return joined, note
 
 

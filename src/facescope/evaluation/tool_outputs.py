@@ -28,16 +28,21 @@ INSIGHTFACE_GENDER = {1: "Male", 0: "Female"}  # insightface's Face.gender (its 
 
 
 def json_objects(values: list, skipped: dict[str, int]) -> list[dict]:
-    """The JSON objects among a file's values, lists flattened (DeepFace writes a list per photo);
-    anything else is counted in `skipped` as "not a JSON object" (empty lines, None, are passed over)."""
-    flat, pending = [], list(reversed(values))
-    while pending:  # depth first, in file order, without recursion
-        value = pending.pop()
-        if isinstance(value, list):
-            pending.extend(reversed(value))
-        elif isinstance(value, dict):
-            flat.append(value)
-        elif value is not None:
+    """The JSON objects among a file's values (its lines, or the items of its one document), lists
+    flattened (DeepFace writes a list per photo); a value holding anything else (a number, text) is
+    counted once in `skipped` as "not a JSON object" and its objects kept; empty lines (None) pass."""
+    flat = []
+    for value in values:
+        pending, stray = [value], False
+        while pending:  # depth first, in file order, without recursion
+            item = pending.pop()
+            if isinstance(item, list):
+                pending.extend(reversed(item))
+            elif isinstance(item, dict):
+                flat.append(item)
+            elif item is not None:
+                stray = True
+        if stray:
             skipped["not a JSON object"] = skipped.get("not a JSON object", 0) + 1
     return flat
 

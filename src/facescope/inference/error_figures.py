@@ -48,20 +48,19 @@ class ErrorFigures:
         return estimates
 
     def _group_values(self, estimates: Estimates) -> dict[str, str]:
-        """The face's estimated age group, gender and race, as the figures' groups name them (the most
-        likely of each head, a race in the figures' taxonomy)."""
+        """The face's estimate of every head, as the figures' groups name them: the most likely label of
+        a label head (a race in the figures' taxonomy), the most likely age group of an age head. Only
+        the heads the groupings name are looked up."""
         values = {}
-        age, gender, race = (getattr(estimates, name, None) for name in ("age", "gender", "race"))
-        if isinstance(age, AgeEstimate):
-            values["age_bin"] = max(age.bin_probs, key=age.bin_probs.get)
-        if isinstance(gender, LabelEstimate):
-            values["gender"] = max(gender.probs, key=gender.probs.get)
-        if isinstance(race, LabelEstimate):
-            probs = race.probs
-            source, target = self.model_race_taxonomy, self.race_taxonomy
-            if source and target and source != target and (source, target) in labels.RACE_MAPPINGS:
-                probs = labels.coarse_probabilities(probs, source, target)
-            values["race"] = max(probs, key=probs.get)
+        for name, value in estimates:
+            if isinstance(value, AgeEstimate):
+                values["age_bin"] = max(value.bin_probs, key=value.bin_probs.get)
+            elif isinstance(value, LabelEstimate):
+                probs = value.probs
+                source, target = self.model_race_taxonomy, self.race_taxonomy
+                if name == "race" and source and target and source != target and (source, target) in labels.RACE_MAPPINGS:
+                    probs = labels.coarse_probabilities(probs, source, target)
+                values[name] = max(probs, key=probs.get)
         return values
 
     def lookup(self, figures: tuple[str, ...], values: dict[str, str], head: str) -> MeasuredError | None:
