@@ -393,3 +393,48 @@ def test_openapi_documents_both_bodies_the_batch_and_its_limits(client: TestClie
     for example in body["application/json"]["examples"].values():
         response = client.post(PREDICT, json=example["value"])
         assert response.status_code == 200 and response.json()["faces"] == []
+
+
+# ---------------------------------------------------------------- confidence thresholds
+
+
+def test_thresholds_apply_to_one_photo_the_batch_and_the_base64_body(client: TestClient, predictor: Predictor,
+                                                                     crops: list[bytes]):
+    """Every head's bar at 100%: no answer is given (probabilities kept); "none": every answer is."""
+    every_head = ",".join(f"{head.name}=1" for head in predictor.info.heads)
+    single = client.post(PREDICT, params={"thresholds": every_head},
+                         files={"file": ("a.jpg", crops[0], "image/jpeg")}).json()
+    batch = client.post(BATCH, params={"thresholds": every_head},
+                        files=[("files", (f"{n}.jpg", data, "image/jpeg")) for n, data in enumerate(crops[:2])]).json()
+    as_json = client.post(PREDICT, params={"thresholds": every_head},
+                          json={"img": base64.b64encode(crops[0]).decode("ascii"), "name": "a.jpg"}).json()
+    for result in (single, *batch, as_json):
+        face = result["faces"][0]
+        # Withheld unless the model put every bit of its probability on one answer.
+        assert face["age"]["bin"] == answer(face["age"]["bin_probs"], 1.0)
+        assert face["age"]["years"] is None or face["age"]["bin"] != UNCERTAIN
+        assert sum(face["age"]["bin_probs"].values()) == pytest.approx(1, abs=1e-3)
+        for head in ("gender", "race"):
+            assert face[head]["label"] == answer(face[head]["probs"], 1.0)
+        assert UNCERTAIN in (face["age"]["bin"], face["gender"]["label"], face["race"]["label"])
+    assert single["faces"] == as_json["faces"] == batch[0]["faces"]
+    answered = client.post(PREDICT, params={"thresholds": "none"}, files={"file": ("a.jpg", crops[0], "image/jpeg")})
+    face = answered.json()["faces"][0]
+    assert UNCERTAIN not in (face["age"]["bin"], face["gender"]["label"], face["race"]["label"])
+    assert face["gender"]["label"] == max(face["gender"]["probs"], key=face["gender"]["probs"].get)
+
+
+@pytest.mark.parametrize("given, words", [("mood=0.5", "no head 'mood'"), ("gender=1.5", "between 0 and 1"),
+                                          ("gender", "HEAD=VALUE")])
+def test_a_bad_threshold_is_a_422_with_one_line(client: TestClient, crops: list[bytes], given: str, words: str):
+    for path, files in ((PREDICT, {"file": ("a.jpg", crops[0], "image/jpeg")}),
+                        (BATCH, [("files", ("a.jpg", crops[0], "image/jpeg"))])):
+        response = client.post(path, params={"thresholds": given}, files=files)
+        assert response.status_code == 422 and words in response.json()["detail"]
+        assert "\n" not in response.json()["detail"]
+
+
+def test_the_model_card_lists_each_heads_default_threshold(client: TestClient, predictor: Predictor):
+    card = client.get("/api/v1/model").json()
+    assert list(card["thresholds"]) == [head.name for head in predictor.info.heads]
+    assert card["thresholds"] == {name: DEFAULT_THRESHOLDS.get(name, 0.0) for name in card["thresholds"]}
