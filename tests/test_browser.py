@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
+from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.serving.app import create_app
 from tests.conftest import compose_canvas
@@ -243,8 +245,10 @@ def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annot
     results = json.loads(Path(caught.value.path()).read_text())
     assert [r["path"] for r in results] == [p.name for p in three_files]
     for result, path in zip(results[:2], three_files):
-        # The page's results are the API's: what the predictor gives for the photo alone.
-        expected = predictor.predict_image(path.read_bytes(), name=path.name).model_dump(mode="json")
+        # The page's results are the API's: what the predictor gives for the photo alone, answers under
+        # the default confidence thresholds withheld.
+        expected = withhold_uncertain_faces(predictor.predict_image(path.read_bytes(), name=path.name),
+                                            DEFAULT_THRESHOLDS).model_dump(mode="json")
         assert result == expected
     assert "annotated_image" not in results[0] and results[2]["faces"] == [] and "not an image" in results[2]["error"]
 
@@ -254,9 +258,15 @@ def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annot
     from facescope.cli.predict import CSV_COLUMNS
 
     assert list(rows[0]) == CSV_COLUMNS  # the same columns as `facescope predict --format csv`
+    # Faces numbered from 1, as the CLI's CSV, the boxes and the cards number them.
     assert [(row["path"], row["face"]) for row in rows] == [
-        ("a-two-faces.png", "0"), ("a-two-faces.png", "1"), ("b-one-face.jpg", "0"), ("c-broken.jpg", "")]
+        ("a-two-faces.png", "1"), ("a-two-faces.png", "2"), ("b-one-face.jpg", "1"), ("c-broken.jpg", "")]
     assert rows[0]["age_years"] == str(results[0]["faces"][0]["age"]["years"])
+    # The model that answered; none for the photo the server refused before any model saw it.
+    assert [row["model"] for row in rows] == [predictor.info.name] * 3 + [""]
+    first = results[0]["faces"][0]
+    assert float(rows[0]["gender_prob"]) == pytest.approx(max(first["gender"]["probs"].values()))
+    assert rows[0]["gender"] == first["gender"]["label"]
 
     with page.expect_download() as caught:
         photos.nth(0).locator(".download-annotated").click()
@@ -309,3 +319,30 @@ def test_tables_read_on_a_phone_without_words_broken(open_page):
     overflowing = page.evaluate("""() => [...document.querySelectorAll('.model-card .table-wrap')]
         .filter((wrap) => wrap.scrollWidth > wrap.clientWidth + 0.5).map((wrap) => wrap.textContent.slice(0, 40))""")
     assert overflowing == []
+
+
+def test_the_confidence_control_withholds_answers_on_every_card(page, predictor: Predictor, utkface_files, tmp_path):
+    """At 100%, an answer stands only where the model put all its probability on it; the cards say
+    "uncertain" with the most likely answer beside it, and the downloaded results match."""
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(utkface_files[2].read_bytes())
+    page.fill("#min-confidence", "100")
+    page.set_input_files("#file-input", str(photo))
+    expect(page.locator("#results")).to_be_visible(timeout=WAIT_MS)
+    with page.expect_download() as caught:
+        page.click("#download-json")
+    [result] = json.loads(Path(caught.value.path()).read_text())
+    every_head = {head.name: 1.0 for head in predictor.info.heads}
+    expected = withhold_uncertain_faces(predictor.predict_image(photo.read_bytes(), name=photo.name), every_head)
+    assert result == expected.model_dump(mode="json")
+    face = result["faces"][0]
+    withheld = [head for head in ("gender", "race") if face[head]["label"] == UNCERTAIN]
+    assert withheld or face["age"]["bin"] == UNCERTAIN
+    estimates = page.locator(".face-card .estimates")
+    for head in withheld:
+        expect(estimates).to_contain_text("uncertain")
+        top = max(face[head]["probs"], key=face[head]["probs"].get).replace("_", " ")
+        expect(estimates).to_contain_text(f"{top} at most")
+    assert page.errors == []
