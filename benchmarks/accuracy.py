@@ -7,9 +7,10 @@ For UTKFace, All-Age-Faces and LFW in $FACESCOPE_DATA, and FairFace as laid out 
 with a notice where it is absent), the test split is made the way training makes it (each data set on its
 own, seed 0, 80/10/10; LFW by person; FairFace by photo), and every photo goes through the face
 pipeline prediction uses (detect, the labelled face by the data set's rule, align to the model's
-framing). Figures are over the faces found; faces not found are counted and listed. Each figure has a 95%
-percentile-bootstrap interval over the test faces (2,000 resamples): how far it could move on another
-sample of faces like these. Gender accuracy is also given per race x gender and per age group x gender,
+framing). Figures are over the faces found; faces not found are counted and listed. The figures are the
+ones `facescope evaluate` and `audit` report (facescope.evaluation.metrics, one definition each), each
+with a 95% percentile-bootstrap interval over the test faces (2,000 resamples): how far it could move on
+another sample of faces like these. Gender accuracy is also given per race x gender and per age group x gender,
 and for adults (20+) women's and men's side by side. Writes targets.json and predictions per data set;
 exit status 0 when every target is met, 1 otherwise.
 """
@@ -24,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
 
 from facescope.data import load_dataset
 from facescope.data.splits import assign_splits
+from facescope.evaluation.metrics import EvaluationResult, evaluate
 from facescope.evaluation.run import predictions_table
 from facescope.inference.predictor import Predictor
 from facescope.paths import cache_dir, data_root
@@ -38,7 +39,7 @@ RESAMPLES = 2000
 # FairFace, 7 races, the age group, gender for women as for men; elsewhere, no step back.
 TARGETS = {
     "fairface": {"race_accuracy": (operator.ge, 0.68), "age_bin_accuracy": (operator.ge, 0.58),
-                 "gender_accuracy": (operator.ge, 0.94), "adult_gender_gap_men_minus_women": (operator.le, 0.02),
+                 "gender_accuracy": (operator.ge, 0.94), "adult_gender_gap_between_women_and_men": (operator.le, 0.02),
                  "lowest_race_gender_accuracy": (operator.ge, 0.91)},
     "utkface": {"gender_accuracy": (operator.ge, 0.94), "race_accuracy": (operator.ge, 0.87),
                 "age_mae": (operator.le, 4.45)},
@@ -46,69 +47,21 @@ TARGETS = {
     "lfw": {"gender_balanced_accuracy": (operator.ge, 0.975)},
 }
 ADULT_BINS = ("20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+OVERALL_FIGURES = ("gender_accuracy", "gender_balanced_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae")
+# benchmark figure -> (grouping, figure) of facescope.evaluation.metrics' gaps: the lowest group's figure.
+LOWEST = {"lowest_race_gender_accuracy": ("race", "gender_accuracy"),
+          "lowest_race_x_gender_gender_accuracy": ("race x gender", "gender_accuracy")}
+# benchmark figure -> (grouping, figure): the difference between the highest and the lowest group.
+GAPS = {"gender_accuracy_gap_between_races": ("race", "gender_accuracy")}
+GROUP_FIGURES = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae")
 
 
-def gap_between_groups(correct: np.ndarray, group: np.ndarray) -> float:
-    """Highest minus lowest per-group mean of `correct` (0/1), over the groups present."""
-    group = group.astype(int)  # the bootstrap hands every column over as floats
-    counts = np.bincount(group)
-    rates = np.bincount(group, weights=correct)[counts > 0] / counts[counts > 0]
-    return float(rates.max() - rates.min())
-
-
-def balanced_accuracy(correct: np.ndarray, group: np.ndarray) -> float:
-    """The mean of the per-group accuracies (for gender: of women's and men's)."""
-    group = group.astype(int)
-    counts = np.bincount(group)
-    return float((np.bincount(group, weights=correct)[counts > 0] / counts[counts > 0]).mean())
-
-
-def lowest_group(correct: np.ndarray, group: np.ndarray) -> float:
-    """The lowest per-group mean of `correct` (0/1), over the groups present."""
-    group = group.astype(int)
-    counts = np.bincount(group)
-    return float((np.bincount(group, weights=correct)[counts > 0] / counts[counts > 0]).min())
-
-
-def men_minus_women(correct: np.ndarray, is_man: np.ndarray) -> float:
-    """Men's accuracy minus women's (positive: women are read wrong more often)."""
-    is_man = is_man.astype(bool)
-    return float(correct[is_man].mean() - correct[~is_man].mean())
-
-
-def figures(table: pd.DataFrame) -> dict[str, tuple]:
-    """(statistic, its data) of every figure the table's labels allow."""
-    gender_correct = (table["pred_gender"] == table["gender"]).to_numpy(float)
-    gender_code = pd.factorize(table["gender"])[0]
-    out = {"gender_accuracy": (np.mean, (gender_correct,)),
-           "gender_balanced_accuracy": (balanced_accuracy, (gender_correct, gender_code))}
-    adult = table["age_bin"].isin(ADULT_BINS).to_numpy()
-    if adult.any() and table.loc[adult, "gender"].nunique() == 2:
-        out["adult_gender_gap_men_minus_women"] = (
-            men_minus_women, (gender_correct[adult], (table.loc[adult, "gender"] == "Male").to_numpy(float)))
-    if table["race"].notna().all():
-        race_code = pd.factorize(table["race"])[0]
-        out["race_accuracy"] = (np.mean, ((table["pred_race"] == table["race"]).to_numpy(float),))
-        out["gender_accuracy_gap_between_races"] = (gap_between_groups, (gender_correct, race_code))
-        out["lowest_race_gender_accuracy"] = (lowest_group, (gender_correct, race_code))
-    if table["age_bin"].notna().all():
-        out["age_bin_accuracy"] = (np.mean, ((table["pred_age_bin"] == table["age_bin"]).to_numpy(float),))
-    if table["age_years"].notna().all():
-        out["age_mae"] = (np.mean, ((table["pred_age_years"] - table["age_years"]).abs().to_numpy(),))
-    return out
-
-
-def by_group(table: pd.DataFrame, column: str | list[str]) -> dict[str, dict]:
-    rows = {}
-    for group, part in table.groupby(column):
-        group = " x ".join(group) if isinstance(group, tuple) else group
-        row = {"n": len(part), "gender_accuracy": round(float((part["pred_gender"] == part["gender"]).mean()), 4)}
-        if part["race"].notna().all():
-            row["race_accuracy"] = round(float((part["pred_race"] == part["race"]).mean()), 4)
-        if part["age_years"].notna().all():
-            row["age_mae"] = round(float((part["pred_age_years"] - part["age_years"]).abs().mean()), 4)
-        rows[str(group)] = row
-    return rows
+def by_group(result: EvaluationResult, grouping: str) -> dict[str, dict]:
+    """The per-group figures of one grouping (n and the head figures its labels allow), by group name."""
+    rows = result.by_group[result.by_group["grouping"] == grouping]
+    return {row["group"]: {"n": int(row["n"]), **{key: round(float(row[key]), 4) for key in GROUP_FIGURES
+                                                  if key in row and pd.notna(row[key])}}
+            for _, row in rows.iterrows()}
 
 
 def evaluate_data_set(predictor: Predictor, path: Path, seed: int = 0) -> tuple[dict, pd.DataFrame]:
@@ -121,22 +74,42 @@ def evaluate_data_set(predictor: Predictor, path: Path, seed: int = 0) -> tuple[
 
 
 def summarise(table: pd.DataFrame, data_set: str, seed: int = 0) -> dict:
-    """Every figure the labels allow with its 95% interval and target, and the per-group figures."""
-    summary = {"figures": {}, "by_gender": by_group(table, "gender")}
-    if table["race"].notna().all():
-        summary["by_race"] = by_group(table, "race")
-        summary["by_race_x_gender"] = by_group(table, ["race", "gender"])
-    if table["age_bin"].notna().all():
-        summary["by_age_bin_x_gender"] = by_group(table, ["age_bin", "gender"])
-    for key, (statistic, data) in figures(table).items():
-        value = float(statistic(*data))
-        interval = bootstrap(data, statistic, paired=True, vectorized=False, n_resamples=RESAMPLES,
-                             method="percentile", rng=np.random.default_rng(seed)).confidence_interval
-        row = {"value": round(value, 4), "interval_95": [round(float(interval.low), 4), round(float(interval.high), 4)]}
+    """Every figure the labels allow with its 95% interval and target, and the per-group figures. The
+    figures are facescope.evaluation.metrics' own (the ones `evaluate` and `audit` report), with their
+    bootstrap over the test faces; the adult gap between women and men is the gender grouping's gap on
+    the adults' faces."""
+    result = evaluate(table, n_boot=RESAMPLES, seed=seed)
+    summary = {"figures": {}, **{f"by_{name.replace(' ', '_')}": by_group(result, name) for name in
+                                 ("gender", "race", "race x gender", "age_bin x gender")
+                                 if (result.by_group["grouping"] == name).any()}}
+
+    def add(key: str, value: float, interval: tuple[float, float], **about) -> None:
+        row = {"value": round(float(value), 4), "interval_95": [round(float(v), 4) for v in interval], **about}
         if key in TARGETS.get(data_set, {}):
             compare, target = TARGETS[data_set][key]
-            row.update(target=target, met=bool(compare(round(value, 4), target)))
+            row.update(target=target, met=bool(compare(row["value"], target)))
         summary["figures"][key] = row
+
+    for key in OVERALL_FIGURES:
+        if pd.notna(result.overall.get(key, np.nan)):
+            add(key, result.overall[key], result.interval(key))
+    gaps = result.gaps.set_index(["grouping", "metric"])
+    for key, (grouping, metric) in LOWEST.items():
+        if (grouping, metric) in gaps.index:
+            gap = gaps.loc[(grouping, metric)]
+            add(key, gap["lowest"], result.interval(metric, grouping, gap["lowest_group"]), group=gap["lowest_group"])
+    for key, (grouping, metric) in GAPS.items():
+        if (grouping, metric) in gaps.index:
+            gap = gaps.loc[(grouping, metric)]
+            add(key, gap["difference"], (gap["difference_low"], gap["difference_high"]),
+                lowest_group=gap["lowest_group"], highest_group=gap["highest_group"])
+    adults = table[table["age_bin"].isin(ADULT_BINS)]
+    if adults["gender"].nunique() == 2:
+        gap = evaluate(adults, n_boot=RESAMPLES, seed=seed).gaps.set_index(["grouping", "metric"]).loc[
+            ("gender", "gender_accuracy")]
+        add("adult_gender_gap_between_women_and_men", gap["difference"], (gap["difference_low"], gap["difference_high"]),
+            lowest_group=gap["lowest_group"], lowest=round(float(gap["lowest"]), 4),
+            highest_group=gap["highest_group"], highest=round(float(gap["highest"]), 4))
     return summary
 
 

@@ -6,7 +6,7 @@ Composes two photos from real UTKFace crops (2 faces, and a crowd of 20), serves
 port, uploads each in Debian's Chromium (driven by Playwright, as tests/test_browser.py does) at a
 desktop (1280x900) and a phone (390x844) viewport, and saves what the screen shows after the upload
 (and the first screen before it, and the model card's figures per group).
-It also draws the crowd with `facescope.serving.annotate` as `facescope predict --annotate` does.
+It also draws the crowd with `facescope.inference.draw` as `facescope predict --annotate` does.
 The PNGs are reduced to a 256-colour palette to keep them small.
 """
 
@@ -82,7 +82,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from facescope.inference.predictor import Predictor
-    from facescope.serving.annotate import annotate_image
+    from facescope.inference.draw import annotate_image
     from facescope.serving.app import create_app
 
     args.output.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
-from facescope.serving.annotate import BOX_COLOURS, LEGEND_BACKGROUND, annotate_image
+from facescope.inference.draw import BOX_COLOURS, LEGEND_BACKGROUND, annotate_image
 
 
 def face_at(x1: float, y1: float, size: float) -> FaceResult:

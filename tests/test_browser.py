@@ -255,9 +255,9 @@ def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annot
     with page.expect_download() as caught:
         page.click("#download-csv")
     rows = list(csv.DictReader(io.StringIO(Path(caught.value.path()).read_text())))
-    from facescope.cli.predict import CSV_COLUMNS
+    from facescope.inference.results import csv_columns
 
-    assert list(rows[0]) == CSV_COLUMNS  # the same columns as `facescope predict --format csv`
+    assert list(rows[0]) == csv_columns(predictor.info.heads)  # the same columns as `facescope predict --format csv`
     # Faces numbered from 1, as the CLI's CSV, the boxes and the cards number them.
     assert [(row["path"], row["face"]) for row in rows] == [
         ("a-two-faces.png", "1"), ("a-two-faces.png", "2"), ("b-one-face.jpg", "1"), ("c-broken.jpg", "")]

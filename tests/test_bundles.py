@@ -161,3 +161,158 @@ def test_an_int8_bundle_keeps_the_float_bundles_answers_on_real_faces(tmp_path, 
         assert np.abs(int8s[task] - floats[task]).max() < 0.05, task
     years = np.arange(floats["age"].shape[1])
     assert np.abs(int8s["age"] @ years - floats["age"] @ years).max() < 2.0
+
+
+# A model.json is checked against its schema before anything is built from it: every field of the wrong
+# type or out of its bounds is refused at load in one line that names it, instead of a traceback or a
+# bundle that loads and then fails on every photo.
+@pytest.mark.parametrize("change,message", [
+    (lambda i: i.update(input=[48, 48]), r"input \(a list\): should be a JSON object"),
+    (lambda i: i["input"].update(size="48"), "input.size '48': should be a whole number"),
+    (lambda i: i["input"].update(size=48.0), "input.size 48.0: should be a whole number"),
+    (lambda i: i["input"].update(size=True), "input.size true: should be a whole number"),
+    (lambda i: i["input"].update(size=600), "input.size 600: should be less than or equal to 512"),
+    (lambda i: i["input"].update(mean="127"), "input.mean '127': should be a list"),
+    (lambda i: i["input"].update(std=[127.5, 0, 127.5]), r"input.std\[1\] 0: should be greater than 0"),
+    (lambda i: i["framing"]["landmarks"][0].__setitem__(0, float("nan")), r"framing.landmarks\[0\]\[0\] nan"),
+    (lambda i: i["framing"].update(reference_size=0), "framing.reference_size 0"),
+    (lambda i: i["framing"].update(reference_size=200.5), "framing.reference_size 200.5: should be a whole number"),
+    (lambda i: i["framing"].update(landmarks=[[98, 98]] * 5), "framing: landmarks all at one point"),
+    (lambda i: i["framing"].update(landmarks=[[1e300, 0]] * 5), "framing: landmarks must lie within"),
+    (lambda i: i["framing"].update(landmarks=[[1, 2]] * 4), "framing.landmarks: list should have at least 5"),
+    (lambda i: i.update(outputs={"gender": "gender"}), r"outputs \(an object\): should be a list"),
+    (lambda i: i.update(name=7), "name 7: should be a string"),
+    (lambda i: i.update(evaluation=["accuracy", 0.9]), r"evaluation \(a list\): should be a JSON object"),
+    (lambda i: i.update(evaluation={"overall": {"gender_accuracy": "high"}}),
+     "evaluation.overall.gender_accuracy 'high': should be a number"),
+    (lambda i: i.update(evaluation={"equalized_odds_difference": float("inf")}),
+     "evaluation.equalized_odds_difference inf: should be a finite number"),
+    (lambda i: i.update(evaluation={"gaps": [{"grouping": "race"}]}), r"evaluation.gaps\[0\].metric: missing"),
+    (lambda i: i.update(training_data="UTKFace"), "training_data 'UTKFace': should be a JSON object"),
+    (lambda i: i["training_data"].update(datasets=[{"name": "utkface"}]), r"training_data.datasets\[0\].title"),
+    (lambda i: i.update(quantization={"weights": "int8"}), "quantization: a quantized model names"),
+    (lambda i: i.update(must_not_be_used_for="surveillance"), "must_not_be_used_for 'surveillance': should be a list"),
+    (lambda i: i.update(test_time_mirror="no"), "test_time_mirror 'no': should be true or false"),
+    (lambda i: i["outputs"][0].update(tensor=["gender"]), r"outputs\[0\].tensor \(a list\): should be a string"),
+])
+def test_a_model_json_of_the_wrong_shape_is_refused_at_load_naming_the_field(good_bundle, tmp_path, change, message):
+    folder = _lying_copy(good_bundle, tmp_path, change)
+    with pytest.raises(BundleError, match=message) as refused:
+        load_bundle(folder)
+    assert str(refused.value).startswith(f"{folder / 'model.json'}: ") and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[" * 100_000 + "]" * 100_000, "nested deeper than 32 levels"),
+    ('{"format": "facescope-bundle/3", "evaluation": ' + '{"a": ' * 40 + "1" + "}" * 41, "nested deeper than 32"),
+    ("{" + " " * (5 * 1024 * 1024) + "}", "over the limit of 4,194,304"),
+    (b'{"name": "\xff\xfe"}', "not UTF-8 text"),
+    ('["facescope-bundle/3"]', r"not a facescope-bundle/3 .* \(format 'list'\)"),
+    ('{"format": ["facescope-bundle/3"]}', r"\(format \['facescope-bundle/3'\]\)"),
+    ("{'format': 3}", "not JSON"),
+    ('{"format": "facescope-bundle/3", "licence": "\\ud800"}', "licence: a string with a lone surrogate"),
+    ('{"format": "facescope-bundle/3", "evaluation": {"\\udfff": 1}}', "evaluation: a key with a lone surrogate"),
+])
+def test_a_model_json_that_is_not_a_document_is_refused_before_it_is_parsed_deeper(good_bundle, tmp_path, text,
+                                                                                   message):
+    folder = tmp_path / "odd"
+    shutil.copytree(good_bundle, folder)
+    path = folder / "model.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(BundleError, match=message) as refused:
+        load_bundle(folder)
+    assert str(refused.value).startswith(f"{path}: ") and "\n" not in str(refused.value)
+    assert len(str(refused.value)) < 400
+
+
+def _export_graph(module, path, size: int, batch: int = 2, dynamic: dict | None = None):
+    torch.onnx.export(module.eval(), (torch.zeros(batch, 3, size, size),), str(path), input_names=["images"],
+                      output_names=["gender", "race", "age"], dynamic_axes=dynamic, opset_version=17, dynamo=False)
+
+
+def test_a_graph_with_symbolic_sizes_is_held_to_the_size_it_was_exported_for(good_bundle, tmp_path):
+    from facescope.model.export import record_input_size
+
+    model = MultiTaskNet("small_cnn", standard_heads("utkface5"), pretrained=False)
+    assert load_bundle(good_bundle).session.get_modelmeta().custom_metadata_map["facescope.input_size"] == "48"
+    # The same network with symbolic height and width: it runs at any size, so only the size its export
+    # recorded can tell that model.json's 64 is not the 48 px it was made for.
+    folder = _lying_copy(good_bundle, tmp_path, lambda i: i["input"].update(size=64))
+    _export_graph(ProbabilityNet(model), folder / "model.onnx", 48,
+                  dynamic={"images": {0: "batch", 2: "height", 3: "width"}})
+    record_input_size(folder / "model.onnx", 48)
+    with pytest.raises(BundleError, match=r"model.onnx: was exported for 48 px inputs \(its facescope.input_size "
+                                          r"metadata\), but model.json declares 64") as refused:
+        load_bundle(folder)
+    assert "\n" not in str(refused.value)
+    # At the size it records it loads, and runs one face or several at a time.
+    (folder / "model.json").write_text((good_bundle / "model.json").read_text())
+    bundle = load_bundle(folder)
+    assert bundle.session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
+    assert {name: value.shape for name, value in bundle.run(np.zeros((3, 48, 48, 3), np.uint8)).items()} == {
+        "gender": (3, 2), "race": (3, 5), "age": (3, 101)}
+    # A size far beyond any face model's is refused by the schema, before the graph is run at it.
+    huge = _lying_copy(folder, tmp_path / "huge", lambda i: i["input"].update(size=2048))
+    with pytest.raises(BundleError, match="input.size 2048: should be less than or equal to 512"):
+        load_bundle(huge)
+
+
+class _Doubled(torch.nn.Module):
+    """Outputs that are not probabilities: each head's twice over."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.probabilities = ProbabilityNet(network)
+
+    def forward(self, images):
+        return tuple(2 * p for p in self.probabilities(images))
+
+
+def test_a_graph_for_one_face_at_a_time_or_without_probabilities_is_refused_at_load(good_bundle, tmp_path):
+    model = MultiTaskNet("small_cnn", standard_heads("utkface5"), pretrained=False)
+    one_at_a_time = tmp_path / "one"
+    shutil.copytree(good_bundle, one_at_a_time)
+    _export_graph(ProbabilityNet(model), one_at_a_time / "model.onnx", 48, batch=1)
+    with pytest.raises(BundleError, match=r"input 'images' is \[1, 3, 48, 48\]: a fixed batch of 1"):
+        load_bundle(one_at_a_time)
+    doubled = tmp_path / "doubled"
+    shutil.copytree(good_bundle, doubled)
+    _export_graph(_Doubled(model), doubled / "model.onnx", 48, dynamic={"images": {0: "batch"}})
+    with pytest.raises(BundleError, match=r"output 'gender' \(gender\) is not probabilities"):
+        load_bundle(doubled)
+
+
+def test_a_loaded_bundle_with_one_output_and_sparse_figures_is_served_and_listed(tmp_path, monkeypatch):
+    """An age-only bundle whose evaluation could not compute every figure (nulls, as pandas writes NaN) and
+    whose training data counted no labels: GET /api/v1/model answers 200 and `facescope models` lists it."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from facescope.cli import app
+    from facescope.heads import Head
+    from facescope.serving.app import create_app
+
+    model = MultiTaskNet("small_cnn", (Head("age", "age_bins"),), pretrained=False).eval()
+    folder = export_bundle(model, tmp_path / "models" / "ages", _checkpoint_state(48))
+    info = json.loads((folder / "model.json").read_text())
+    info["training_data"]["datasets"] = [{"name": "faces", "title": "Faces", "licence": "research", "splits":
+                                          {"train": 0}, "train_by_age_bin": {"20-29": 0}}]
+    info["evaluation"] = {
+        "dataset": "faces", "split": "test", "faces": 40, "overall": {"age_bin_accuracy": None, "age_mae": 5.0},
+        "by_race": {"A": {"n": 40, "age_bin_accuracy": None}}, "intervals": {"overall": {"age_mae": [4.0, 6.0]}},
+        "gaps": [{"grouping": "race", "metric": "age_mae", "lowest_group": "A", "lowest": None,
+                  "highest_group": "B", "highest": None, "difference": None}],
+        "age_standardised_gaps": [{"metric": "age_mae", "raw_gap": None, "standardised_gap": None}],
+    }
+    (folder / "model.json").write_text(json.dumps(info))
+    predictor = Predictor(folder)
+    answer = TestClient(create_app(predictor=predictor)).get("/api/v1/model")
+    assert answer.status_code == 200, answer.text
+    card = answer.json()
+    assert card["race_taxonomy"] is None and card["age_mode"] == "bins" and card["labels"]["race"] == []
+    assert card["evaluation"] == info["evaluation"]
+    assert any(section["title"] == "Training data" for section in card["card"]["sections"])
+    monkeypatch.setenv("FACESCOPE_CACHE", str(tmp_path))
+    listed = CliRunner().invoke(app, ["models"])
+    assert listed.exit_code == 0, listed.output
+    assert "ages  (" in listed.output and "UNUSABLE" not in listed.output

@@ -103,3 +103,39 @@ def test_shell_completion_completes_verbs_and_options():
     env |= {"COMP_WORDS": "facescope predict --ali", "COMP_CWORD": "2"}
     options = subprocess.run([sys.executable, "-m", "facescope"], env=env, capture_output=True, text=True, timeout=60)
     assert options.stdout.split() == ["--aligned"]
+
+
+def test_models_lists_the_good_bundles_and_one_line_for_each_broken_one(tmp_path, monkeypatch):
+    """Installed bundles whose model.json breaks its schema (an evaluation of the wrong type, a string
+    size, a zero framing, NaN, nesting no parser survives) are each one line
+    naming the field; the good ones are listed in full, and nothing ends in a traceback."""
+    import json
+    import shutil
+
+    from facescope.bundles import resolve_bundle
+
+    good = json.loads((resolve_bundle("default") / "model.json").read_text())
+    models = tmp_path / "models"
+    broken = {
+        "a-evaluation": ({**good, "evaluation": ["gender_accuracy", 0.94]},
+                         "evaluation (a list): should be a JSON object"),
+        "b-size": ({**good, "input": {**good["input"], "size": "192"}}, "input.size '192': should be a whole number"),
+        "c-framing": ({**good, "framing": {**good["framing"], "reference_size": 0}},
+                      "framing.reference_size 0: should be greater than or equal to 16"),
+        "d-nan": ({**good, "evaluation": {**good["evaluation"], "equalized_odds_difference": float("nan")}},
+                  "evaluation.equalized_odds_difference nan: should be a finite number (JSON has no NaN or infinity)"),
+        "e-deep": ("[" * 100_000, "nested deeper than 32 levels"),
+    }
+    for name, (document, _) in broken.items():
+        (models / name).mkdir(parents=True)
+        (models / name / "model.json").write_text(document if isinstance(document, str) else json.dumps(document))
+    shutil.copytree(resolve_bundle("default"), models / "f-good")
+    monkeypatch.setenv("FACESCOPE_CACHE", str(tmp_path))
+    listed = CliRunner().invoke(app, ["models"])
+    assert listed.exit_code == 0 and listed.exception is None, listed.output
+    lines = listed.stdout.splitlines()
+    for name, (_, message) in broken.items():
+        [line] = [line for line in lines if line.startswith(f"{name}  ")]
+        assert line == f"{name}  UNUSABLE: {models / name / 'model.json'}: {message}", line
+    assert "f-good  (facescope-default-faceres, faceres at 192 px)" in lines
+    assert "Traceback" not in listed.output

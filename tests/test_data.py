@@ -15,6 +15,7 @@ from facescope.data import detect_format, load_dataset
 from facescope.data.loaders import UnknownDatasetLayout
 from facescope.data.splits import assign_splits, write_split_manifest
 from facescope.data.stats import write_stats
+from facescope.labels import AGE_BIN_LABELS, taxonomy
 
 # From ../shared/data/README.md.
 UTK_GENDER_COUNTS = {"Male": 10_550, "Female": 9_647}
@@ -80,6 +81,21 @@ def test_fairface_folder(tmp_path, utkface_dir):
     assert dataset.taxonomy == "fairface7"
     assert [s.name for s in dataset.skipped] == ["fairface_label_train.csv:4"]
     assert all(Path(r.source).exists() for r in dataset.records)
+
+
+def test_the_shared_fairface_folder_reads_every_woman_with_her_age_group_and_seven_races(utkface_dir):
+    folder = utkface_dir.parent / "fairface"
+    if not folder.is_dir():
+        pytest.skip("no FairFace folder beside utkface/")
+    dataset = load_dataset(folder)
+    assert dataset.format == "fairface" and dataset.taxonomy == "fairface7" and not dataset.skipped
+    records = dataset.records
+    assert len(records) == 2604  # the FairFace validation women the folder holds (its README)
+    assert {r.gender for r in records} == {"Female"} and {r.partition for r in records} == {"val"}
+    assert {r.race for r in records} == set(taxonomy("fairface7").labels)
+    assert {r.age_bin for r in records} == set(AGE_BIN_LABELS)
+    assert all(r.age_years is None for r in records)
+    assert all(Path(r.source).is_file() for r in records[::97])
 
 
 def test_utk48_csv(tmp_path, utkface_dir):

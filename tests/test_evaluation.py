@@ -191,7 +191,7 @@ def test_result_is_json_able(result):
     assert as_json["overall"]["gender_accuracy"] == pytest.approx(0.75)
     assert as_json["confusion"]["gender"]["Female"]["Male"] == pytest.approx(3 / 7)
     assert {row["grouping"] for row in as_json["by_group"]} == {
-        "race", "gender", "age_bin", "race x gender", "race x age_bin"}
+        "race", "gender", "age_bin", "race x gender", "race x age_bin", "age_bin x gender"}
 
 
 def test_fairface7_truth_maps_onto_a_utkface5_model():

@@ -105,7 +105,7 @@ def test_annotated_video_is_h264_with_every_processed_frame(clip_run, bench):
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
     assert len(frames) == FRAMES and frames[0].shape == (bench.SIZE[1], bench.SIZE[0], 3)
     # Boxes are drawn in each track's colour: the left edge of track 2's box in the last frame.
-    from facescope.serving.annotate import BOX_COLOURS
+    from facescope.inference.draw import BOX_COLOURS
 
     last = next(r for r in reversed(records) if r["type"] == "frame")
     x1, y1, x2, y2 = (round(v) for v in next(f for f in last["faces"] if f["track_id"] == 2)["box"])
@@ -199,7 +199,8 @@ def test_track_pool_is_the_score_weighted_mixture():
     pool = TrackPool(track_id=1, first_frame=0, first_time=0.0)
     pool.add(face(1.0, 20.0, 3.0, 0.9), 0, 0.0)
     pool.add(face(0.5, 26.0, 4.0, 0.3), 1, 0.1)
-    age, gender, _ = pool.estimates()
+    pooled = pool.estimates()
+    age, gender = pooled["age"], pooled["gender"]
     assert gender.probs["Female"] == pytest.approx((0.9 + 0.5 * 0.3) / 1.5)
     assert age.years == pytest.approx(22.0)
     # Mixture variance: weighted mean of (std^2 + mean^2) minus the pooled mean squared.

@@ -45,7 +45,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from facescope.inference.results import ImageResult
+from facescope.heads import Head
+from facescope.inference.results import ImageResult, csv_columns
+from facescope.inference.sources import collect_files
 
 SHARD_FORMATS = ("jsonl", "parquet")
 # A network actor asks for half a CPU: batched, the network takes a small share of the time a photo needs
@@ -76,11 +78,9 @@ def _is_uri(path: str) -> bool:
 
 
 def list_inputs(paths: Iterable[str] = (), manifest: str | None = None, recursive: bool = False) -> list[str]:
-    """The files to read, named as the CLI names them: local folders are listed by the CLI's own
-    `collect_files`; a URI folder (s3://bucket/photos/) by its pyarrow filesystem; a manifest is a CSV
+    """The files to read, named as the local engine names them: local folders are listed by the same
+    `collect_files` (facescope.inference.sources); a URI folder (s3://bucket/photos/) by its pyarrow filesystem; a manifest is a CSV
     or Parquet file with a `path` column, or a text file with one path per line."""
-    from facescope.cli.predict import collect_files
-
     names: list[str] = []
     for path in paths:
         if not _is_uri(path):
@@ -200,7 +200,7 @@ class NetworkActor:
 # ---------------------------------------------------------------- shards out
 
 
-def _results_sink(output: str, shard_format: str):
+def _results_sink(output: str, shard_format: str, heads: tuple[Head, ...]):
     """A Ray Data datasink writing shards (`part-*.jsonl` or `part-*.parquet`), each whole or not at all
     (see the module docstring), and counting files, faces and errors on the way, so the summary needs no
     second pass over the results."""
@@ -229,7 +229,7 @@ def _results_sink(output: str, shard_format: str):
                 name = f"part-{uuid.uuid4().hex}.{shard_format}"
                 partial = f"{folder}/{PARTIAL_PREFIX}{name}"
                 with filesystem.open_output_stream(partial) as file:
-                    _write_shard(records, shard_format, file)
+                    _write_shard(records, shard_format, file, heads)
                 filesystem.move(partial, f"{folder}/{name}")
             return run
 
@@ -245,17 +245,16 @@ def _results_sink(output: str, shard_format: str):
     return ResultsSink()
 
 
-def _write_shard(records: list[str], shard_format: str, file) -> None:
+def _write_shard(records: list[str], shard_format: str, file, heads: tuple[Head, ...]) -> None:
     if shard_format == "jsonl":
         file.write("".join(r + "\n" for r in records).encode())
         return
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from facescope.cli.predict import CSV_COLUMNS, _csv_rows
-
-    rows = [row for r in records for row in _csv_rows(ImageResult.model_validate_json(r))]
-    pq.write_table(pa.Table.from_pylist([{c: row.get(c) for c in CSV_COLUMNS} for row in rows]), file)
+    columns = csv_columns(heads)
+    rows = [row for r in records for row in ImageResult.model_validate_json(r).csv_rows(heads)]
+    pq.write_table(pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows]), file)
 
 
 def completed_paths(output: str, shard_format: str) -> set[str]:
@@ -346,8 +345,9 @@ def _predict_on_ray(names: list[str], output: str, bundle: str | None, workers: 
 
     # Checked here, and absolute: every worker opens the same bundle folder (on a cluster, it must be at
     # this path on every node, or be the default model that ships inside the package).
-    from facescope.bundles import resolve_bundle
+    from facescope.bundles import read_info, resolve_bundle
 
+    heads = read_info(resolve_bundle(bundle)).heads  # the Parquet columns
     bundle = None if bundle in (None, "default") else str(resolve_bundle(bundle).resolve())
     dataset = ray.data.from_items([{"path": n} for n in names],
                                   override_num_blocks=max(1, -(-len(names) // photos_per_task)))
@@ -359,7 +359,7 @@ def _predict_on_ray(names: list[str], output: str, bundle: str | None, workers: 
     # the few actors instead of in tasks on every free CPU.
     dataset = dataset.map_batches(NetworkActor, fn_constructor_kwargs={"bundle": bundle, "thresholds": thresholds}, batch_size=batch_size,
                                   concurrency=workers, num_cpus=NETWORK_CPUS, memory=ACTOR_MEMORY)
-    sink = _results_sink(output, shard_format)
+    sink = _results_sink(output, shard_format, heads)
     dataset.write_datasink(sink)
     return sink.run
 

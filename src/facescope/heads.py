@@ -54,6 +54,14 @@ class Head:
     def is_age(self) -> bool:
         return self.kind != "label"
 
+    def describe(self) -> str:
+        """The head in words: `gender (Female, Male)`, `race (utkface5: White, Black, ...)` (the taxonomy
+        named where it is not the head's own name); an age head is its name."""
+        if self.is_age:
+            return self.name
+        taxonomy = "" if self.taxonomy == self.name else f"{self.taxonomy}: "
+        return f"{self.name} ({taxonomy}{', '.join(self.labels)})"
+
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
@@ -65,6 +73,13 @@ class Head:
 def standard_heads(race_taxonomy: str = "fairface7", age: str = "age_years") -> tuple[Head, ...]:
     """The three outputs every facescope model has had: gender, race (in `race_taxonomy`) and age."""
     return (Head("gender", "label", labels.GENDER.name), Head("race", "label", race_taxonomy), Head("age", age))
+
+
+def labels_by_output(heads: tuple[Head, ...]) -> dict[str, list[str]]:
+    """What each output answers with, by name: a label head's labels under its name, an age head's 9 age
+    groups under `<name>_bins` (as the API's model description lists them)."""
+    return {f"{head.name}_bins" if head.is_age else head.name: list(labels.AGE_BIN_LABELS if head.is_age else head.labels)
+            for head in heads}
 
 
 # An answer withheld: the head's top probability was below the confidence threshold asked for. Its

@@ -15,19 +15,9 @@ from pathlib import Path
 from facescope import __version__, labels
 from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
+from facescope.data.loaders import FORMATS
 from facescope.heads import DEFAULT_THRESHOLDS
 
-DATASET_NOTES = {
-    "utkface": "UTKFace (Zhang, Song and Qi, CVPR 2017): about 20,000 face photos of people aged 0 to 116 "
-               "collected from the web, with age, gender and race labels estimated by an algorithm and "
-               "checked by human annotators. Non-commercial research use only.",
-    "aaf": "All-Age-Faces (Cheng et al.): web photos of mostly East Asian people aged 2 to 80, age and gender "
-           "labels. Research use; cite the authors.",
-    "lfw": "Labeled Faces in the Wild: news photos of mostly adult public figures (74% men), gender labels "
-           "from Afifi and Abdelhamed's checked lists. Research use.",
-    "fairface": "FairFace (Kärkkäinen and Joo, WACV 2021): photos balanced across 7 race groups, with "
-                "annotated apparent race, gender and age group.",
-}
 FIGURE_NAMES = {
     "n": "faces", "gender_accuracy": "gender accuracy", "race_accuracy": "race accuracy",
     "age_bin_accuracy": "age group accuracy", "age_bin_one_off_accuracy": "age group right or next group",
@@ -35,6 +25,13 @@ FIGURE_NAMES = {
     "race_ece": "race calibration error", "age_bin_ece": "age group calibration error",
 }
 GROUPING_NAMES = {"race": "race", "race x gender": "race x gender"}
+
+
+def _description(dataset) -> str:
+    """What a data set is, as its loader describes it (facescope.data.loaders.FORMATS); "" for one it does
+    not know (a manifest of the user's own photos)."""
+    spec = FORMATS.get(str(dataset).lower())
+    return spec.description if spec else ""
 
 
 def _figure_name(key: str) -> str:
@@ -152,13 +149,15 @@ def _estimated_sections(evaluation: dict) -> list[Section]:
     return parts
 
 
-def _gap(key: str, value: float) -> str:
+def _gap(key: str, value: float | None) -> str:
+    if value is None:  # a figure the evaluation could not compute
+        return "–"
     return f"{100 * value:.1f} points" if _is_share(key) else (f"{value:.2f} years" if key == "age_mae" else f"{value:.3f}")
 
 
 def _difference(gap: dict) -> str:
     text = _gap(gap["metric"], gap["difference"])
-    if gap.get("difference_low") is None:
+    if gap.get("difference_low") is None or gap.get("difference") is None:
         return text
     key, low, high = gap["metric"], gap["difference_low"], gap["difference_high"]
     if _is_share(key):
@@ -173,7 +172,7 @@ def card_document(info: BundleInfo) -> Document:
     evaluation = info.evaluation or {}
     datasets = training.get("datasets", [])
     trained_on = {d["name"] for d in datasets}
-    sources = "; ".join(DATASET_NOTES.get(d["name"], d["title"]) for d in datasets) or "unknown"
+    sources = "; ".join(d.get("description") or _description(d["name"]) or d["title"] for d in datasets) or "unknown"
     age_output = ("an expected age in years (the mean of a distribution over whole years 0-100) and the most "
                   "likely of the 9 FairFace age groups" if info.age_mode == "years" else
                   "the most likely of the 9 FairFace age groups")
@@ -183,11 +182,11 @@ def card_document(info: BundleInfo) -> Document:
             ["name", info.name], ["version", f"{info.name}, bundle format {info.format}, facescope {__version__}"],
             ["date", evaluation.get("date", "not recorded")],
             ["developed by", "the facescope project"],
-            ["model type", f"{info.backbone} convolutional network, three heads: gender (Female, Male), race "
-                           f"({info.race_taxonomy}: {', '.join(info.race_labels)}), age; {info.input_size} px "
+            ["model type", f"{info.backbone} convolutional network, {_count(len(info.heads), 'head')}: "
+                           f"{', '.join(head.describe() for head in info.heads)}; {info.input_size} px "
                            "aligned face crops, run by onnxruntime"],
             ["precision", _precision(info)],
-            ["outputs", f"probabilities for each gender and race label, and {age_output}"],
+            ["outputs", _outputs(info, age_output)],
             ["training", f"{len(recipe)} stage(s), supervised, cross-entropy per head; see Training data"
                          if recipe else "see Training data"],
             ["licence", info.licence],
@@ -241,8 +240,7 @@ def card_document(info: BundleInfo) -> Document:
         [f"{e.get('dataset')}: {format_number(e.get('faces'))} faces, {e.get('split')} split"
          + (" (held out from training)" if str(e.get("source_dataset", e.get("dataset", ""))).lower()
             in trained_on else " (another source than the training data)")
-         + (f". {DATASET_NOTES[str(e.get('dataset')).lower()]}" if str(e.get("dataset")).lower() in DATASET_NOTES
-            else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
+         + (f". {_description(e.get('dataset'))}" if _description(e.get("dataset")) else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
     ])
     training_data = Section("Training data", [f"Data sets: {sources}"])
     for dataset in datasets:
@@ -252,8 +250,8 @@ def card_document(info: BundleInfo) -> Document:
         for key, name, order in (("train_by_race", "race", info.race_labels), ("train_by_gender", "gender", labels.GENDERS),
                                  ("train_by_age_bin", "age group", labels.AGE_BIN_LABELS)):
             counts = dataset.get(key) or {}
-            if counts:
-                total = sum(counts.values())
+            total = sum(counts.values())
+            if total:
                 training_data.add(Table([f"{dataset['title']}: {name}", "training photos", "share"],
                                         [[label, int(counts[label]), f"{100 * counts[label] / total:.1f}%"]
                                          for label in order if label in counts]))
@@ -295,6 +293,20 @@ def card_document(info: BundleInfo) -> Document:
 def card_json(info: BundleInfo) -> dict:
     """GET /api/v1/model's `card` field: {"sections": card_sections(info)}."""
     return {"sections": card_sections(info)}
+
+
+def _count(number: int, noun: str) -> str:
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    return f"{words[number] if number < len(words) else number} {noun}{'' if number == 1 else 's'}"
+
+
+def _outputs(info: BundleInfo, age_output: str) -> str:
+    """`probabilities for each gender and race label, and <the age output>`, from the model's heads."""
+    named = [head.name for head in info.heads if not head.is_age]
+    parts = [f"probabilities for each {' and '.join(named)} label"] if named else []
+    if info.age_mode is not None:
+        parts.append(age_output)
+    return ", and ".join(parts)
 
 
 def _precision(info: BundleInfo) -> str:

@@ -3,8 +3,10 @@
 A bundle is a folder with model.onnx and model.json. Like torchvision's `Weights` entries, one object,
 `BundleInfo`, knows a model's face framing, its input (size, colour order, normalisation, tensor name),
 its outputs (one per declared head, facescope.heads: tensor name, kind, labels), its training data and licences, its figures
-and its card text. The predictor executes what it declares and nothing else; `load_bundle` refuses a
-bundle whose JSON and graph disagree. PyTorch-free: `facescope.model.export` writes bundles, this reads them.
+and its card text. The predictor executes what it declares and nothing else. `read_info` validates
+model.json against its schema (facescope.bundles.schema) before building anything from it; `load_bundle`
+then refuses a bundle whose JSON and graph disagree, each in one line naming the file and the field.
+PyTorch-free: `facescope.model.export` writes bundles, this reads them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facescope.bundles.schema import BUNDLE_FORMAT, MAX_JSON_BYTES, SchemaError, parse_model_json
 from facescope.faces.align import CANONICAL, Framing
 from facescope.heads import Head
 
-BUNDLE_FORMAT = "facescope-bundle/3"
-# Format 2 named exactly three outputs by task (gender, race, age) with a race taxonomy and an age mode;
-# it is read as the three heads it declared.
-FORMAT_2 = "facescope-bundle/2"
 
 INTENDED_USE = (
     "Research and teaching on automated face analysis, and auditing how such estimates differ across "
@@ -35,6 +34,11 @@ MUST_NOT_BE_USED_FOR = (
     "treating an estimate of race or gender as a fact about a person: appearance is not identity",
     "any use its training data's licences forbid (see the licence)",
 )
+
+
+# The graph metadata key under which facescope's export records the input size a graph was made for.
+SIZE_METADATA = "facescope.input_size"
+PROBE_BATCH = 2
 
 
 class BundleError(ValueError):
@@ -76,20 +80,6 @@ class ModelOutput:
 
     def to_json(self) -> dict:
         return {"tensor": self.tensor, **self.head.to_json()}
-
-    @classmethod
-    def from_json(cls, values: dict) -> "ModelOutput":
-        values = dict(values)
-        return cls(values.pop("tensor"), Head.from_json(values))
-
-    @classmethod
-    def from_format_2(cls, values: dict) -> "ModelOutput":
-        task = values["task"]
-        if task == "age":
-            head = Head("age", "age_years" if values.get("age_mode") == "years" else "age_bins")
-        else:
-            head = Head(task, "label", "gender" if task == "gender" else values.get("taxonomy"))
-        return cls(values["name"], head)
 
 
 @dataclass
@@ -145,26 +135,28 @@ class BundleInfo:
         return json.dumps(values, indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "model.json") -> "BundleInfo":
+    def from_json(cls, text: str | bytes, source: str = "model.json") -> "BundleInfo":
+        """The declarations of a model.json, validated against its schema (facescope.bundles.schema)
+        first: a BundleError of one line naming the field where it does not follow it."""
         try:
-            values = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise BundleError(f"{source}: not JSON ({error})") from None
-        if not isinstance(values, dict) or values.get("format") not in (FORMAT_2, BUNDLE_FORMAT):
-            found = values.get("format") if isinstance(values, dict) else type(values).__name__
-            raise BundleError(f"{source}: not a {BUNDLE_FORMAT} (or {FORMAT_2}) model.json (format {found!r})")
-        try:
-            read_output = ModelOutput.from_format_2 if values["format"] == FORMAT_2 else ModelOutput.from_json
-            values["format"] = BUNDLE_FORMAT
-            values["framing"] = Framing.from_json(values["framing"])
-            values["input"] = ModelInput(**{k: tuple(v) if isinstance(v, list) else v
-                                            for k, v in values["input"].items()})
-            values["outputs"] = tuple(read_output(o) for o in values["outputs"])
-            for key in ("must_not_be_used_for", "limitations"):
-                values[key] = tuple(values.get(key, ()))
-            info = cls(**values)
-        except (KeyError, TypeError, ValueError) as error:
-            raise BundleError(f"{source}: {type(error).__name__}: {error}") from None
+            document, values = parse_model_json(text)
+        except SchemaError as error:
+            raise BundleError(f"{source}: {error}") from None
+        framing = document.framing
+        info = cls(
+            name=document.name, backbone=document.backbone, licence=document.licence,
+            framing=Framing(tuple(tuple(p) for p in framing.landmarks), framing.reference_size),
+            input=ModelInput(document.input.name, document.input.size, document.input.channel_order,
+                             tuple(document.input.mean), tuple(document.input.std)),
+            outputs=tuple(ModelOutput(o.tensor, o.head()) for o in document.outputs),
+            version=document.version,
+            # The free-form blocks as written (validated above), keys a later version adds included.
+            training_data=values.get("training_data") or {}, evaluation=values.get("evaluation") or {},
+            quantization=values.get("quantization") or {}, test_time_mirror=document.test_time_mirror,
+            intended_use=document.intended_use or INTENDED_USE,
+            must_not_be_used_for=tuple(document.must_not_be_used_for or MUST_NOT_BE_USED_FOR),
+            limitations=tuple(document.limitations),
+        )
         info.check_fields(source)
         return info
 
@@ -201,9 +193,14 @@ class LoadedBundle:
 
 def read_info(folder: Path) -> BundleInfo:
     path = Path(folder) / "model.json"
-    if not path.is_file():
-        raise BundleError(f"{folder} is not a model bundle: it has no model.json")
-    return BundleInfo.from_json(path.read_text(), str(path))
+    try:
+        if not path.is_file():
+            raise BundleError(f"{folder} is not a model bundle: it has no model.json")
+        with path.open("rb") as file:
+            text = file.read(MAX_JSON_BYTES + 1)  # a longer one is refused without reading it all
+    except OSError as error:
+        raise BundleError(f"{path}: cannot be read ({error.strerror or error})") from None
+    return BundleInfo.from_json(text, str(path))
 
 
 def load_bundle(folder: Path, threads: int = 0) -> LoadedBundle:
@@ -246,14 +243,29 @@ def _check_graph(info: BundleInfo, session, graph: Path) -> None:
         if isinstance(classes, int) and classes != len(output.labels):
             raise BundleError(f"{graph}: output {output.tensor!r} has {classes} classes, but model.json declares "
                               f"{len(output.labels)} for {output.name}")
-    # A graph whose shapes are all symbolic is checked by running it once on a blank crop.
-    probe = np.zeros((1, size, size, 3), dtype=np.uint8)
+    # A graph whose input size is symbolic says the size it was made for only where its exporter recorded
+    # it (facescope's export does, in the graph's metadata); a graph that records none is run below at the
+    # size model.json declares, which schema.MAX_INPUT_SIZE bounds.
+    exported = session.get_modelmeta().custom_metadata_map.get(SIZE_METADATA)
+    if exported is not None and exported != str(size):
+        raise BundleError(f"{graph}: was exported for {exported[:20]} px inputs (its {SIZE_METADATA} metadata), "
+                          f"but model.json declares {size}")
+    if isinstance(shape[0], int):
+        raise BundleError(f"{graph}: input {info.input.name!r} is {shape}: a fixed batch of {shape[0]}, but faces "
+                          "are run in batches of any number (export it with a dynamic batch axis)")
+    # Symbolic shapes are checked by running the graph once on blank crops, more than one: a graph that
+    # only works for one face at a time would otherwise fail on every photo with two faces.
+    probe = np.zeros((PROBE_BATCH, size, size, 3), dtype=np.uint8)
     try:
         values = session.run([o.tensor for o in info.outputs], {info.input.name: info.input.prepare(probe)})
     except Exception as error:
-        raise BundleError(f"{graph}: fails on a {size} px input as model.json declares "
-                          f"({str(error).strip().splitlines()[0][:200]})") from None
+        raise BundleError(f"{graph}: fails on a {size} px input as model.json declares (a batch of {PROBE_BATCH}: "
+                          f"{str(error).strip().splitlines()[0][:200]})") from None
     for output, value in zip(info.outputs, values):
-        if value.shape != (1, len(output.labels)):
-            raise BundleError(f"{graph}: output {output.tensor!r} gives shape {value.shape}, but model.json declares "
-                              f"{len(output.labels)} {output.name} classes")
+        if value.shape != (PROBE_BATCH, len(output.labels)):
+            raise BundleError(f"{graph}: output {output.tensor!r} gives shape {value.shape} for a batch of "
+                              f"{PROBE_BATCH}, but model.json declares {len(output.labels)} {output.name} classes")
+        sums = value.sum(axis=1) if np.issubdtype(value.dtype, np.floating) else None
+        if sums is None or not np.isfinite(value).all() or value.min() < 0 or np.abs(sums - 1).max() > 1e-2:
+            raise BundleError(f"{graph}: output {output.tensor!r} ({output.name}) is not probabilities "
+                              f"(finite, 0 to 1, summing to 1 for each face) on a blank {size} px crop")

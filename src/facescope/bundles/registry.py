@@ -20,10 +20,17 @@ def model_folders() -> dict[str, Path]:
     """Every installed model by name (its folder's name), packaged ones first."""
     found: dict[str, Path] = {}
     for root in (PACKAGED_MODELS, installed_models_dir()):
-        if root.is_dir():
-            for folder in sorted(root.iterdir()):
-                if (folder / "model.json").is_file():
-                    found.setdefault(folder.name, folder)
+        try:
+            folders = sorted(root.iterdir()) if root.is_dir() else []
+        except OSError:  # a models folder that cannot be listed holds no model one could use
+            continue
+        for folder in folders:
+            try:
+                listed = (folder / "model.json").is_file()
+            except OSError:  # one that cannot be looked into is listed, and read_info says why it is unusable
+                listed = True
+            if listed:
+                found.setdefault(folder.name, folder)
     return found
 
 
@@ -34,10 +41,13 @@ def resolve_bundle(model: str | Path | None = None) -> Path:
     if isinstance(model, str) and model in folders:
         return folders[model]
     path = Path(model)
-    if path.is_file():
-        path = path.parent
-    if (path / "model.json").is_file():
-        return path
+    try:
+        if path.is_file():
+            path = path.parent
+        if (path / "model.json").is_file():
+            return path
+    except (OSError, ValueError) as error:  # a folder one may not search, a name too long, a NUL byte
+        raise BundleError(f"no model {str(model)!r}: {getattr(error, 'strerror', None) or error}") from None
     raise BundleError(f"no model {str(model)!r}: not an installed model ({', '.join(folders) or 'none'}) "
                       "and not a bundle folder with model.json and model.onnx")
 

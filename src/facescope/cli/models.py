@@ -23,12 +23,15 @@ def models_command() -> None:
             continue
         datasets = ", ".join(d["title"] for d in info.training_data.get("datasets", [])) or "unknown"
         overall = info.evaluation.get("overall", {})
-        figures = ", ".join(f"{key} {overall[key]:.3f}" for key in ("gender_accuracy", "race_accuracy", "age_mae")
-                            if key in overall)
+        keys = [f"{head.name}_mae" if head.is_age else f"{head.name}_accuracy" for head in info.heads]
+        figures = ", ".join(f"{key} {overall[key]:.3f}" for key in keys if overall.get(key) is not None)
+        outputs = ", ".join(f"{head.describe()} ({'years' if head.kind == 'age_years' else 'groups'})"
+                            if head.is_age else head.describe() for head in info.heads)
         typer.echo(f"{name}  ({info.name}, {info.backbone} at {info.input_size} px)\n"
-                   f"  race labels: {info.race_taxonomy} ({', '.join(info.race_labels)}); age: {info.age_mode}\n"
+                   f"  outputs: {outputs}\n"
                    f"  trained on: {datasets}\n"
                    f"  figures: {figures or 'not evaluated'}" + (f" on {info.evaluation.get('dataset')} "
                                                                  f"{info.evaluation.get('split')}" if figures else "") +
                    f"\n  licence: {info.licence}\n  folder: {folder}")
     typer.echo(f"(install a model by copying its bundle folder into {installed_models_dir()})", err=True)
+

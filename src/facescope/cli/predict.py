@@ -27,13 +27,12 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from facescope.document import spreadsheet_cell
-from facescope.heads import DEFAULT_THRESHOLDS
-from facescope.inference.results import ImageResult
+from facescope.heads import DEFAULT_THRESHOLDS, Head
+from facescope.inference.results import ImageResult, csv_columns
+from facescope.inference.sources import STDIN, collect_files
 
 EXIT_UNREADABLE = 1
 EXIT_INTERNAL_ERROR = 3
-STDIN = "-"
 
 
 class OutputFormat(str, Enum):
@@ -48,93 +47,12 @@ class Engine(str, Enum):
     ray = "ray"
 
 
-CSV_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
-               "age_bin", "gender", "gender_prob", "race", "race_prob", "error"]
 # Signals that stop a run the way Ctrl-C does: what was written is kept and a JSON document closed.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # Where an annotated photo is written before it takes its final name (hidden: a later run over the
 # folder passes it over), with the writer's process id, so a copy left by a killed run can be told apart.
 PARTIAL_PREFIX = ".facescope-partial-"
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
-# Suffixes of image files: in a folder, the files read (others are passed over and counted), and the
-# folders reported rather than ignored (`album.jpg/`).
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".avif", ".jp2"}
-
-
-def collect_files(paths: list[Path], recursive: bool) -> tuple[list[Path], dict[str, int]]:
-    """The inputs to read, in order, and counts of what was passed over on purpose.
-
-    Each path given is read as it is, except a folder, whose entries are taken sorted by name: every
-    entry named like an image that is not a folder is tried (a FIFO, a socket, a broken link, a corrupt
-    file: each gets its error record); hidden entries (`.name`) and files not named like an image
-    (`notes.txt`, `clip.mp4`) are passed over and counted; sub-folders are searched with `recursive` (each
-    folder once, links to folders included), else passed over and counted, except one named like an image
-    (`x.jpg/`), which is reported."""
-    files: list[Path] = []
-    skipped = {"hidden": 0, "non-image files": 0, "sub-folders": 0}
-    seen_folders: set[tuple[int, int]] = set()
-
-    def scan(folder: Path) -> None:
-        try:
-            identity = folder.stat()
-            entries = sorted(os.scandir(folder), key=lambda entry: os.fsencode(entry.name))
-        except OSError:
-            files.append(folder)  # the reader says why it cannot be read (permission denied, ...)
-            return
-        seen_folders.add((identity.st_dev, identity.st_ino))
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.name.startswith("."):
-                skipped["hidden"] += 1
-            elif not _is_folder(entry):
-                if path.suffix.lower() in IMAGE_SUFFIXES:
-                    files.append(path)
-                else:
-                    skipped["non-image files"] += 1
-            elif recursive:
-                try:
-                    info = path.stat()
-                except OSError:  # gone, or no longer searchable, since it was listed
-                    files.append(path)
-                    continue
-                if (info.st_dev, info.st_ino) not in seen_folders:  # a link back up would loop forever
-                    scan(path)
-            elif path.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(path)
-            else:
-                skipped["sub-folders"] += 1
-
-    for path in paths:
-        if str(path) != STDIN and _is_folder(path):
-            scan(path)
-        else:
-            files.append(path)  # the reader reports a missing or unreadable file, in order
-    return files, skipped
-
-
-def _is_folder(entry: os.DirEntry | Path) -> bool:
-    """Follows links; a link loop, a dangling link, a path in a folder that may not be searched or a
-    name longer than the file system allows is not a folder: the reader gives it its error record."""
-    try:
-        return entry.is_dir()
-    except (OSError, ValueError):
-        return False
-
-
-def _csv_rows(result: ImageResult):
-    base = {"path": spreadsheet_cell(result.path), "model": spreadsheet_cell(result.model), "width": result.width,
-            "height": result.height, "faces_found": result.faces_found, "error": spreadsheet_cell(result.error)}
-    if not result.faces:
-        yield base
-    # Numbered from 1, as on the annotated photo and the web page.
-    for number, face in enumerate(result.faces, start=1):
-        yield base | {
-            "face": number, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2], "y2": face.box[3],
-            "score": face.score, "age_years": face.age.years, "age_bin": face.age.bin,
-            # The top probability, also where the answer was withheld as "uncertain".
-            "gender": face.gender.label, "gender_prob": max(face.gender.probs.values()),
-            "race": face.race.label, "race_prob": max(face.race.probs.values()),
-        }
 
 
 class Stopped(Exception):
@@ -150,10 +68,10 @@ class _Writer:
     however the run ends, so what was written stays valid. A stop signal that arrives while a record is
     being written is held until the record is whole."""
 
-    def __init__(self, out, format: OutputFormat):
-        self.out, self.format, self.count = out, format, 0
+    def __init__(self, out, format: OutputFormat, heads: tuple[Head, ...]):
+        self.out, self.format, self.count, self.heads = out, format, 0, heads
         self.busy, self.stop_signal = False, None
-        self.csv = csv.DictWriter(out, CSV_COLUMNS) if format is OutputFormat.csv else None
+        self.csv = csv.DictWriter(out, csv_columns(heads)) if format is OutputFormat.csv else None
         if self.csv:
             self.csv.writeheader()
         elif format is OutputFormat.json:
@@ -163,7 +81,7 @@ class _Writer:
         self.busy = True
         try:
             if self.csv:
-                self.csv.writerows(_csv_rows(result))
+                self.csv.writerows(result.csv_rows(self.heads))
             elif self.format is OutputFormat.jsonl:
                 self.out.write(result.model_dump_json() + "\n")
             else:
@@ -234,12 +152,10 @@ def _annotate(result: ImageResult, source, folder: Path, used: set[str]) -> tupl
     a final name."""
     import io
 
-    from facescope.serving.annotate import annotate_photo
-
     # Read again rather than kept: the predictor works ahead on many photos, and holding each full-size
     # photo until its turn here could take gigabytes.
     buffer = io.BytesIO()
-    annotate_photo(source, result.faces).save(buffer, format="JPEG", quality=92)
+    result.draw(source).save(buffer, format="JPEG", quality=92)
     data = buffer.getvalue()
     stem = "stdin" if isinstance(source, bytes) else Path(source).stem
     descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f"{PARTIAL_PREFIX}{os.getpid()}-")
@@ -394,7 +310,7 @@ def predict_command(
     sources = [sys.stdin.buffer.read() if str(f) == STDIN else f for f in files]
     names = ["<stdin>" if str(f) == STDIN else display_name(f) for f in files]
     try:
-        writer = _Writer(sys.stdout, format)
+        writer = _Writer(sys.stdout, format, predictor.info.heads)
     except OSError as error:  # not even the header could be written
         typer.echo(f"error: cannot write the results ({describe_write_error(error)})", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None

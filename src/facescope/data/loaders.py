@@ -270,9 +270,15 @@ class DatasetFormat:
     looks_like: Callable[[Path], bool]
     load: Callable[[Path], LoadedDataset]
     layout: str  # for help texts and error messages
+    # What the data set is, for the model cards of models trained or evaluated on it (it travels into
+    # the bundle with the training data's provenance).
+    description: str = ""
 
 
 UTKFACE_LICENCE = "UTKFace is available for non-commercial research purposes only."
+UTKFACE_DESCRIPTION = ("UTKFace (Zhang, Song and Qi, CVPR 2017): about 20,000 face photos of people aged 0 to 116 "
+                       "collected from the web, with age, gender and race labels estimated by an algorithm and "
+                       "checked by human annotators. Non-commercial research use only.")
 FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
     DatasetFormat(
         "fairface", "FairFace", "CC BY 4.0 (the data set and its labels; the images are Flickr photos under "
@@ -280,22 +286,28 @@ FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
         "Age\" (Karkkainen and Joo, WACV 2021).", "centre",
         lambda p: (p.is_dir() and any((p / n).exists() for n in FAIRFACE_CSVS)) or FAIRFACE_COLUMNS <= _csv_header(p),
         load_fairface, "a FairFace folder (fairface_label_train.csv / fairface_label_val.csv beside the images) "
-                       "or label CSV (file,age,gender,race)"),
+                       "or label CSV (file,age,gender,race)",
+        "FairFace (Kärkkäinen and Joo, WACV 2021): photos balanced across 7 race groups, with annotated "
+        "apparent race, gender and age group."),
     DatasetFormat("utkface", "UTKFace", UTKFACE_LICENCE, "largest", _is_utkface, load_utkface,
-                  "a UTKFace folder (AGE_GENDER_RACE_DATETIME.jpg files)"),
+                  "a UTKFace folder (AGE_GENDER_RACE_DATETIME.jpg files)", UTKFACE_DESCRIPTION),
     DatasetFormat(
         "aaf", "All-Age-Faces", "Published for research (Cheng et al.); cite the All-Age-Faces dataset by its "
         "authors in any report or model card.", "centre",
         lambda p: any(_AAF_NAME.match(Path(x).name) for x in _labels_csv_paths(p)), load_aaf,
-        "an All-Age-Faces folder (labels.csv: path,age,gender over NNNNNAxx.jpg photos)"),
+        "an All-Age-Faces folder (labels.csv: path,age,gender over NNNNNAxx.jpg photos)",
+        "All-Age-Faces (Cheng et al.): web photos of mostly East Asian people aged 2 to 80, age and gender "
+        "labels. Research use; cite the authors."),
     DatasetFormat(
         "lfw", "Labeled Faces in the Wild", "Published for research (Huang et al.; gender labels by Afifi and "
         "Abdelhamed).", "centre",
         lambda p: any(_LFW_PATH.match(x) for x in _labels_csv_paths(p)), load_lfw,
-        "an LFW folder (labels.csv: path,gender over Person/Person_NNNN.jpg photos)"),
+        "an LFW folder (labels.csv: path,gender over Person/Person_NNNN.jpg photos)",
+        "Labeled Faces in the Wild: news photos of mostly adult public figures (74% men), gender labels "
+        "from Afifi and Abdelhamed's checked lists. Research use."),
     DatasetFormat("utk48csv", "UTKFace (48x48 grey CSV)", UTKFACE_LICENCE, "aligned",
                   lambda p: UTK48_COLUMNS <= _csv_header(p), load_utk48_csv,
-                  "the UTK 48x48 CSV (age,ethnicity,gender,img_name,pixels)"),
+                  "the UTK 48x48 CSV (age,ethnicity,gender,img_name,pixels)", UTKFACE_DESCRIPTION),
     DatasetFormat("manifest", "a manifest of images", "Inherits the licences of the images it lists.", "largest",
                   lambda p: "path" in _csv_header(p), load_manifest,
                   "a manifest CSV with a 'path' column (and any of age, age_bin, gender, race, person, x1..y2)"),

@@ -35,6 +35,8 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
     "age_bin": ("age_bin",),
     "race x gender": ("race", "gender"),
     "race x age_bin": ("race", "age_bin"),
+    # Women and men at each age: where a gender head fails older women, or children, this shows it.
+    "age_bin x gender": ("age_bin", "gender"),
 }
 CALIBRATION_BINS = 15
 WITHIN_YEARS = 5

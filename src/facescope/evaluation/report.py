@@ -53,7 +53,7 @@ METRIC_NAMES = {
 SPECIAL_NAMES = {"age_mae": "age error (years, mean absolute)", f"age_within_{WITHIN_YEARS}":
                  f"ages within {WITHIN_YEARS} years", "detection_missed_rate": "missed-face rate"}
 GROUPING_NAMES = {"race": "race", "gender": "gender", "age_bin": "age group", "race x gender": "race × gender",
-                  "race x age_bin": "race × age group"}
+                  "race x age_bin": "race × age group", "age_bin x gender": "age group × gender"}
 HEADLINE = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_bin_one_off_accuracy", "age_mae",
             f"age_within_{WITHIN_YEARS}", "gender_ece", "race_ece", "age_bin_ece", "detection_missed_rate"]
 # The figures whose largest gaps the summary states, and the groupings it looks across.

@@ -1,12 +1,24 @@
 """The typed answer for one image: what `facescope predict` prints as a JSON line and the API returns.
 
 These pydantic models are the one schema of a prediction; the CLI serialises them, FastAPI documents
-them in its OpenAPI page.
+them in its OpenAPI page. A result also writes itself as CSV rows (`ImageResult.csv_rows`, the columns
+from the model's heads: `csv_columns`) and draws itself on its photo (`ImageResult.draw`), so every
+engine and the server write and draw the same way, and a new output (facescope.heads) gets its columns
+and its words on the picture from its declaration alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Union
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from facescope.document import spreadsheet_cell
+from facescope.heads import Head
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def _absent(value) -> bool:
@@ -48,10 +60,28 @@ class Estimates(BaseModel):
     and a further output appears under its own name with the same shape (labels and probabilities)."""
 
     model_config = ConfigDict(extra="allow")
+    # A further output's estimate, read back from JSON (an engine's shards) as the same typed estimate.
+    __pydantic_extra__: dict[str, Union[AgeEstimate, LabelEstimate]] = Field(init=False)
 
     age: AgeEstimate | None = Field(default=None, exclude_if=_absent)
     gender: LabelEstimate | None = Field(default=None, exclude_if=_absent)
     race: LabelEstimate | None = Field(default=None, exclude_if=_absent)
+
+    def estimates(self) -> dict[str, AgeEstimate | LabelEstimate]:
+        """Each output's estimate by name: age, gender, race (those the model has), then further outputs
+        in the model's order."""
+        return {name: value for name, value in self if isinstance(value, (AgeEstimate, LabelEstimate))}
+
+    def short_label(self) -> str:
+        """The estimates in a few words, as drawn on a photo: `34y Female White` (an age group for a
+        model that estimates groups only), a further output's label after them."""
+        return " ".join(_in_words(estimate) for estimate in self.estimates().values())
+
+
+def _in_words(estimate: AgeEstimate | LabelEstimate) -> str:
+    if isinstance(estimate, LabelEstimate):
+        return estimate.label
+    return f"{estimate.years:.0f}y" if estimate.years is not None else estimate.bin
 
 
 class FaceResult(Estimates):
@@ -78,3 +108,52 @@ class ImageResult(BaseModel):
         description="for a file of several frames (GIF, TIFF, WebP): how many; the first one was analysed",
     )
     error: str | None = None
+
+    def csv_rows(self, heads: Sequence[Head]) -> Iterator[dict]:
+        """The result's CSV rows (columns: `csv_columns(heads)`): one per face, numbered from 1 as on the
+        annotated photo and the web page; one row without a face for a photo with none (or an error)."""
+        base = {"path": spreadsheet_cell(self.path), "model": spreadsheet_cell(self.model), "width": self.width,
+                "height": self.height, "faces_found": self.faces_found, "error": spreadsheet_cell(self.error)}
+        if not self.faces:
+            yield base
+        for number, face in enumerate(self.faces, start=1):
+            estimates = face.estimates()
+            row = base | {"face": number, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2],
+                          "y2": face.box[3], "score": face.score}
+            for head in _column_order(heads):
+                row |= dict(zip(head_columns(head), _cells(estimates.get(head.name))))
+            yield row
+
+    def draw(self, source, max_side: int | None = None) -> Image.Image:
+        """The photo `source` (anything facescope.faces.read_photo takes) read again, with each face's
+        numbered box and short label drawn (facescope.inference.draw.annotate_photo)."""
+        from facescope.inference.draw import annotate_photo
+
+        return annotate_photo(source, self.faces, max_side)
+
+
+_PHOTO_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score"]
+
+
+def csv_columns(heads: Sequence[Head]) -> list[str]:
+    """The CSV columns of a model's results: the photo and face, then each head's columns (an age head
+    `<name>_years`, `<name>_bin`; a label head `<name>`, `<name>_prob`: ages first, then labels, each
+    in the model's order), then `error`."""
+    return _PHOTO_COLUMNS + [column for head in _column_order(heads) for column in head_columns(head)] + ["error"]
+
+
+def head_columns(head: Head) -> tuple[str, str]:
+    return (f"{head.name}_years", f"{head.name}_bin") if head.is_age else (head.name, f"{head.name}_prob")
+
+
+def _column_order(heads: Sequence[Head]) -> list[Head]:
+    return [h for h in heads if h.is_age] + [h for h in heads if not h.is_age]
+
+
+def _cells(estimate: AgeEstimate | LabelEstimate | None) -> tuple:
+    if estimate is None:
+        return None, None
+    if isinstance(estimate, AgeEstimate):
+        return estimate.years, estimate.bin
+    # The top probability, also where the answer was withheld as "uncertain".
+    return estimate.label, max(estimate.probs.values())

@@ -37,13 +37,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union
 from urllib.parse import urlparse
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from facescope import labels
 from facescope.faces.align import align_face
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
 
@@ -100,6 +99,12 @@ class TrackAge(AgeEstimate):
 
 
 class TrackSummary(BaseModel):
+    """One track's pooled estimates: one entry per output the model declares, under its name (`age`,
+    `gender`, `race`, a further output under its own), as in a face's result."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Union[TrackAge, LabelEstimate]] = Field(init=False)
+
     type: Literal["track"] = "track"
     source: str
     track_id: int
@@ -112,9 +117,9 @@ class TrackSummary(BaseModel):
     ended_by: TrackEnd = Field(description='"lost": the face was unseen for a while; "cut": a scene cut; '
                                            '"new_face": another face took the track\'s place; "end": the run '
                                            'ended (the source ended, --duration passed, or Ctrl-C)')
-    age: TrackAge
-    gender: LabelEstimate
-    race: LabelEstimate
+    age: TrackAge | None = Field(default=None, exclude_if=lambda value: value is None)
+    gender: LabelEstimate | None = Field(default=None, exclude_if=lambda value: value is None)
+    race: LabelEstimate | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 # Measured on clips like tests/test_video.py's (real UTKFace faces moving and growing up to 2x, video-
@@ -170,9 +175,36 @@ def _unit(vector: np.ndarray, centre: bool = True) -> np.ndarray:
 
 
 @dataclass
+class AgePool:
+    """The running, score-weighted mixture of one age output's per-frame estimates (module docstring)."""
+
+    years: float = 0.0  # sum of w * expected age
+    years_sq: float = 0.0  # sum of w * (expected age^2 + age variance): the mixture's second moment
+    mean_sq: float = 0.0  # sum of w * expected age^2: for the frame-to-frame spread
+    has_years: bool = True
+
+    def add(self, w: float, age: AgeEstimate) -> None:
+        if age.years is None:
+            self.has_years = False
+            return
+        std = age.years_std or 0.0
+        self.years += w * age.years
+        self.mean_sq += w * age.years ** 2
+        self.years_sq += w * (age.years ** 2 + std ** 2)
+
+    def moments(self, weight: float) -> tuple[float, float, float] | None:
+        """(mean, mixture spread, frame-to-frame spread), or None for a model without ages in years."""
+        if not self.has_years:
+            return None
+        years = self.years / weight
+        return (years, float(np.sqrt(max(0.0, self.years_sq / weight - years ** 2))),
+                float(np.sqrt(max(0.0, self.mean_sq / weight - years ** 2))))
+
+
+@dataclass
 class TrackPool:
     """The running, score-weighted pool of one track's per-frame estimates (see the module docstring),
-    and its face's appearance so far."""
+    every output the model has, and its face's appearance so far."""
 
     track_id: int
     first_frame: int
@@ -181,12 +213,9 @@ class TrackPool:
     last_time: float = 0.0
     frames: int = 0
     weight: float = 0.0
-    years: float = 0.0  # sum of w * expected age
-    years_sq: float = 0.0  # sum of w * (expected age^2 + age variance): the mixture's second moment
-    mean_sq: float = 0.0  # sum of w * expected age^2: for the frame-to-frame spread
-    has_years: bool = True
-    probs: dict[str, np.ndarray] = field(default_factory=dict)
-    names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    probs: dict[str, np.ndarray] = field(default_factory=dict)  # per output: sum of w * probabilities
+    names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per output: its classes
+    ages: dict[str, AgePool] = field(default_factory=dict)  # per age output: its years
     look: FaceLook | None = None
 
     def add(self, face: FaceResult, frame: int, time_s: float, look: FaceLook | None = None) -> None:
@@ -195,54 +224,52 @@ class TrackPool:
         w = face.score
         self.frames, self.weight = self.frames + 1, self.weight + w
         self.last_frame, self.last_time = frame, time_s
-        if face.age.years is None:
-            self.has_years = False
-        else:
-            std = face.age.years_std or 0.0
-            self.years += w * face.age.years
-            self.mean_sq += w * face.age.years ** 2
-            self.years_sq += w * (face.age.years ** 2 + std ** 2)
-        for name, values in (("age", face.age.bin_probs), ("gender", face.gender.probs), ("race", face.race.probs)):
+        for name, estimate in face.estimates().items():
+            if isinstance(estimate, AgeEstimate):
+                self.ages.setdefault(name, AgePool()).add(w, estimate)
+                values = estimate.bin_probs
+            else:
+                values = estimate.probs
             vector = w * np.array(list(values.values()))
             self.probs[name] = self.probs[name] + vector if name in self.probs else vector
-        self.names = {"gender": tuple(face.gender.probs), "race": tuple(face.race.probs)}
+            self.names[name] = tuple(values)
 
     def matches(self, face: FaceResult, look: FaceLook) -> bool:
         """Whether `face` can be this track's person: it looks like the track's face, and its age is no
         further from the track's than one person's estimates stray."""
         if self.look is not None and not self.look.matches(look):
             return False
-        if not self.has_years or face.age.years is None or not self.frames:
+        moments = self.ages["age"].moments(self.weight) if "age" in self.ages and self.frames else None
+        if moments is None or face.age is None or face.age.years is None:
             return True
-        years = self.years / self.weight
-        track_std = np.sqrt(max(0.0, self.years_sq / self.weight - years ** 2))
+        years, track_std, _ = moments
         limit = max(AGE_JUMP_MIN_YEARS, AGE_JUMP_STDS * float(np.hypot(track_std, face.age.years_std or 0.0)))
         return abs(face.age.years - years) <= limit
 
-    def estimates(self) -> tuple[TrackAge, LabelEstimate, LabelEstimate]:
-        """The pooled (age, gender, race) so far."""
-        pooled = {name: total / self.weight for name, total in self.probs.items()}
-        years = years_std = frame_std = None
-        if self.has_years:
-            years = self.years / self.weight
-            years_std = float(np.sqrt(max(0.0, self.years_sq / self.weight - years ** 2)))
-            frame_std = float(np.sqrt(max(0.0, self.mean_sq / self.weight - years ** 2)))
-        age = TrackAge(
-            years=None if years is None else round(years, 2),
-            bin=labels.AGE_BIN_LABELS[int(np.argmax(pooled["age"]))],
-            bin_probs={b: round(float(p), 5) for b, p in zip(labels.AGE_BIN_LABELS, pooled["age"])},
-            years_std=None if years_std is None else round(years_std, 2),
-            years_frame_std=None if frame_std is None else round(frame_std, 2),
-        )
-        return age, *(_pooled_label(self.names[name], pooled[name]) for name in ("gender", "race"))
+    def estimates(self) -> dict[str, TrackAge | LabelEstimate]:
+        """The pooled estimates so far, by output name, in the faces' order."""
+        pooled = {}
+        for name, total in self.probs.items():
+            probs = total / self.weight
+            if name not in self.ages:
+                pooled[name] = _pooled_label(self.names[name], probs)
+                continue
+            years, years_std, frame_std = self.ages[name].moments(self.weight) or (None, None, None)
+            pooled[name] = TrackAge(
+                years=None if years is None else round(years, 2),
+                bin=self.names[name][int(np.argmax(probs))],
+                bin_probs={b: round(float(p), 5) for b, p in zip(self.names[name], probs)},
+                years_std=None if years_std is None else round(years_std, 2),
+                years_frame_std=None if frame_std is None else round(frame_std, 2),
+            )
+        return pooled
 
     def summary(self, source: str, ended_by: TrackEnd) -> TrackSummary:
-        age, gender, race = self.estimates()
         return TrackSummary(
             source=source, track_id=self.track_id, frames=self.frames,
             first_frame=self.first_frame, last_frame=self.last_frame,
             first_time=round(self.first_time, 3), last_time=round(self.last_time, 3),
-            mean_score=round(self.weight / self.frames, 4), ended_by=ended_by, age=age, gender=gender, race=race,
+            mean_score=round(self.weight / self.frames, 4), ended_by=ended_by, **self.estimates(),
         )
 
 
@@ -490,7 +517,7 @@ class AnnotatedVideo:
     def write(self, rgb: np.ndarray, faces: list[FaceResult], numbers: list[int]) -> None:
         import av
 
-        from facescope.serving.annotate import annotate_image
+        from facescope.inference.draw import annotate_image
 
         image = np.asarray(annotate_image(rgb, faces, legend=False, numbers=numbers))[: self._stream.height, : self._stream.width]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
@@ -586,8 +613,7 @@ def track_video(
             run.latencies_ms.append(latency)
             if writer is not None:
                 tracked = [(pool, f) for f, pool in zip(faces, pools) if pool is not None]
-                shown = [f.model_copy(update=dict(zip(("age", "gender", "race"), pool.estimates())))
-                         for pool, f in tracked]
+                shown = [f.model_copy(update=pool.estimates()) for pool, f in tracked]
                 writer.write(frame.rgb, shown, [pool.track_id for pool, _ in tracked])
             end(ended)
     except KeyboardInterrupt:

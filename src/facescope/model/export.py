@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from facescope import labels
-from facescope.bundles.contract import BundleInfo, ModelInput, ModelOutput, load_bundle
+from facescope.bundles.contract import SIZE_METADATA, BundleInfo, ModelInput, ModelOutput, load_bundle
 from facescope.faces.align import Framing
 from facescope.model.network import BACKBONES, MultiTaskNet, ProbabilityNet
 from facescope.model.quantize import quantize_graph
@@ -46,6 +46,17 @@ def export_onnx(model: MultiTaskNet, path: Path, input_size: int, mirror: bool =
     return path
 
 
+def record_input_size(graph: Path, input_size: int) -> None:
+    """Write into the graph's metadata the input size it was made for, which load_bundle holds model.json
+    to even where the graph's own input shape is symbolic."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    props = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**props, SIZE_METADATA: str(input_size)})
+    onnx.save(model, str(graph))
+
+
 def bundle_licence(datasets: list[dict], pretraining_terms: str) -> str:
     """Every restriction the model inherits: its training data sets' and its pretrained weights'."""
     named = " ".join(f"{d['title']}: {d['licence']}" for d in datasets) or (
@@ -70,6 +81,7 @@ def export_bundle(model: MultiTaskNet, folder: Path, checkpoint: dict, name: str
         with tempfile.TemporaryDirectory() as scratch:
             float_graph = export_onnx(model, Path(scratch) / "float.onnx", input_size, mirror)
             quantization = quantize_graph(float_graph, folder / "model.onnx", calibration_crops, model_input)
+    record_input_size(folder / "model.onnx", input_size)
     datasets = checkpoint.get("provenance", [])
     taxonomies = [head.taxonomy for head in model.outputs if head.taxonomy not in (None, labels.GENDER.name)]
     info = BundleInfo(

@@ -22,14 +22,13 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from facescope import labels
 from facescope.faces import ImageReadError
+from facescope.heads import labels_by_output
 from facescope.bundles.card import card_json
 from facescope.heads import DEFAULT_THRESHOLDS, parse_thresholds
 from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
-from facescope.serving.annotate import annotate_photo
 from facescope.serving.security import ClientGone, ClientWork, run_for_client
 from facescope.serving.settings import Settings
 
@@ -77,17 +76,24 @@ class PredictionResult(ImageResult):
 
 
 class ModelLabels(BaseModel):
-    gender: list[str]
-    race: list[str]
-    age_bins: list[str]
+    """Each output's labels, under its name (an age output's groups under `<name>_bins`); a model without
+    one of the usual three leaves it out, a further output appears under its own name."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, list[str]] = Field(init=False)
+
+    gender: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
+    race: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
+    age_bins: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ModelCard(BaseModel):
     name: str
     backbone: str
     input_size: int
-    age_mode: str = Field(description='"years": expected age in years and bins; "bins": age bins only')
-    race_taxonomy: str
+    age_mode: str | None = Field(description='"years": expected age in years and bins; "bins": age bins only; '
+                                             'null: the model has no age output')
+    race_taxonomy: str | None = Field(description="the taxonomy of the race labels; null: no race output")
     labels: ModelLabels
     training_data: dict[str, Any]
     licence: str
@@ -301,7 +307,7 @@ async def _predict(request: Request, predictor: Predictor, data: bytes, filename
             answer = PredictionResult(**dict(result))
             if annotate:
                 client.check()
-                answer.annotated_image = _jpeg_data_url(annotate_photo(data, result.faces, settings.annotate_max_side))
+                answer.annotated_image = _jpeg_data_url(result.draw(data, settings.annotate_max_side))
             return answer
         finally:
             state.gate.release()
@@ -328,8 +334,7 @@ def model_card(request: Request) -> ModelCard:
     return ModelCard(
         name=info.name, backbone=info.backbone, input_size=info.input_size, age_mode=info.age_mode,
         race_taxonomy=info.race_taxonomy,
-        labels=ModelLabels(gender=list(labels.GENDERS), race=list(info.race_labels),
-                           age_bins=list(labels.AGE_BIN_LABELS)),
+        labels=ModelLabels(**labels_by_output(info.heads)),
         training_data=info.training_data, licence=info.licence, intended_use=info.intended_use,
         must_not_be_used_for=list(info.must_not_be_used_for), evaluation=info.evaluation,
         thresholds={head.name: DEFAULT_THRESHOLDS.get(head.name, 0.0) for head in info.heads}, card=card_json(info),

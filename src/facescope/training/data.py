@@ -66,7 +66,7 @@ class TrainingData:
             members = [(r, s) for r, s in zip(self.records, self.splits) if r.dataset == name]
             train = [r for r, s in members if s == "train"]
             described.append({
-                "name": name, "title": spec.title, "licence": spec.licence,
+                "name": name, "title": spec.title, "licence": spec.licence, "description": spec.description,
                 "splits": {split: sum(s == split for _, s in members) for split in SPLITS},
                 "people": len({r.person for r, _ in members if r.person}) or None,
                 "train_by_gender": dict(Counter(r.gender for r in train if r.gender)),

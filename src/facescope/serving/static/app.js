@@ -3,7 +3,7 @@
 // from /api/v1/model. Plain DOM code; nothing is loaded from elsewhere.
 "use strict";
 
-// The same Okabe-Ito colours as the boxes `facescope predict --annotate` draws (serving/annotate.py).
+// The same Okabe-Ito colours as the boxes `facescope predict --annotate` draws (inference/draw.py).
 const BOX_COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"];
 // What a folder holds that is worth sending: the server tells any other file apart too, but a folder's
 // text files and thumbnails databases would only add error records.

@@ -1,7 +1,9 @@
 """Drawing predictions onto a photo: a numbered box per face and a short label, legible in a crowd.
 
-Used by the API (`/api/v1/predict?annotate=true`) and by `facescope predict --annotate`; the numbers
-match the order of `faces` in the result (face 1 is the first, the largest).
+Used by the API (`/api/v1/predict?annotate=true`), by `facescope predict --annotate` (both through
+`ImageResult.draw`) and by the annotated video; the numbers match the order of `faces` in the result
+(face 1 is the first, the largest). A face's label is its estimates in a few words, whatever outputs its
+model has (`FaceResult.short_label`).
 
 Each label goes where it covers no other label and no face: above its box, below it, or (last) just
 inside its own box's top edge. When some label has no such place (a crowd), every box gets only its
@@ -12,23 +14,19 @@ the photo, so labels stay legible on large photos and do not swamp small ones.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facescope.inference.results import FaceResult
+if TYPE_CHECKING:  # results draw themselves through this module: it needs their type for annotations only
+    from facescope.inference.results import FaceResult
 
 # Okabe-Ito colours: told apart by colour-blind readers too.
 BOX_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 LEGEND_BACKGROUND = (32, 32, 32)
 
 Rect = tuple[float, float, float, float]
-
-
-def short_label(face: FaceResult) -> str:
-    """`34y Female White`, or the age bin for a model that predicts bins only."""
-    age = f"{face.age.years:.0f}y" if face.age.years is not None else face.age.bin
-    return f"{age} {face.gender.label} {face.race.label}"
 
 
 def _text_colour(hex_colour: str) -> str:
@@ -105,7 +103,7 @@ def annotate_image(rgb_array: np.ndarray, faces: list[FaceResult], legend: bool 
     line_width = max(2, round(short_side / 250))
     font = ImageFont.load_default(size=max(11, round(short_side / 35)))
     pad = max(2, line_width)
-    texts = [f"{number}: {short_label(face)}" for number, face in zip(numbers, faces)]
+    texts = [f"{number}: {face.short_label()}" for number, face in zip(numbers, faces)]
     colours = [BOX_COLOURS[(number - 1) % len(BOX_COLOURS)] for number in numbers]
     for face, colour in zip(faces, colours):
         draw.rectangle(tuple(face.box), outline=colour, width=line_width)
