@@ -16,6 +16,8 @@ from PIL import Image
 
 from tests.conftest import compose_canvas
 from facescope import labels
+from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
+from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.serving.app import MULTIPART_OVERHEAD, create_app
 
@@ -79,17 +81,24 @@ def check_face(face: dict, width: int, height: int, race_labels) -> None:
     assert all(len(point) == 2 for point in face["landmarks"])
 
     age = face["age"]
-    assert set(age) == {"years", "bin", "bin_probs", "years_std"}
+    # `measured`: the model's figure for faces estimated alike, once its bundle has figures by estimated group
+    assert set(age) - {"measured"} == {"years", "bin", "bin_probs", "years_std"}
     check_probabilities(age["bin_probs"], labels.AGE_BIN_LABELS)
-    assert age["bin"] == max(age["bin_probs"], key=age["bin_probs"].get)
+    assert age["bin"] == answer(age["bin_probs"], DEFAULT_THRESHOLDS["age"])
     if age["years"] is not None:
         assert 0.0 <= age["years"] <= labels.MAX_AGE and age["years_std"] >= 0.0
 
     for name, expected_labels in (("gender", labels.GENDERS), ("race", race_labels)):
         estimate = face[name]
-        assert set(estimate) == {"label", "probs"}
+        assert set(estimate) - {"measured"} == {"label", "probs"}
         check_probabilities(estimate["probs"], expected_labels)
-        assert estimate["label"] == max(estimate["probs"], key=estimate["probs"].get)
+        assert estimate["label"] == answer(estimate["probs"], DEFAULT_THRESHOLDS[name])
+
+
+def answer(probs: dict, threshold: float) -> str:
+    """The most likely label, or "uncertain" under the threshold."""
+    top = max(probs, key=probs.get)
+    return top if probs[top] >= threshold else UNCERTAIN
 
 
 def test_health(client: TestClient, predictor: Predictor):
@@ -121,12 +130,14 @@ def test_predict_schema_on_real_crops(client: TestClient, predictor: Predictor, 
         assert response.status_code == 200, response.text
         result = response.json()
         # Exactly a line of `facescope predict --format jsonl` (no annotated_image key unless asked for).
-        assert set(result) == {"path", "width", "height", "faces", "faces_found", "error"}
+        assert set(result) == {"path", "model", "width", "height", "faces", "faces_found", "error"}
         assert result["faces_found"] == len(result["faces"])
         assert (result["path"], result["width"], result["height"], result["error"]) == (name, 200, 200, None)
         assert len(result["faces"]) == 1
         check_face(result["faces"][0], 200, 200, predictor.info.race_labels)
-        assert result == next(predictor.predict_images([data], names=[name])).model_dump(mode="json")
+        # The library's answer with the default confidence thresholds applied, as the API applies them.
+        expected = withhold_uncertain_faces(next(predictor.predict_images([data], names=[name])), DEFAULT_THRESHOLDS)
+        assert result == expected.model_dump(mode="json")
 
 
 def test_predict_annotated_image(client: TestClient, crops: list[bytes]):
@@ -383,3 +394,48 @@ def test_openapi_documents_both_bodies_the_batch_and_its_limits(client: TestClie
     for example in body["application/json"]["examples"].values():
         response = client.post(PREDICT, json=example["value"])
         assert response.status_code == 200 and response.json()["faces"] == []
+
+
+# ---------------------------------------------------------------- confidence thresholds
+
+
+def test_thresholds_apply_to_one_photo_the_batch_and_the_base64_body(client: TestClient, predictor: Predictor,
+                                                                     crops: list[bytes]):
+    """Every head's bar at 100%: no answer is given (probabilities kept); "none": every answer is."""
+    every_head = ",".join(f"{head.name}=1" for head in predictor.info.heads)
+    single = client.post(PREDICT, params={"thresholds": every_head},
+                         files={"file": ("a.jpg", crops[0], "image/jpeg")}).json()
+    batch = client.post(BATCH, params={"thresholds": every_head},
+                        files=[("files", (f"{n}.jpg", data, "image/jpeg")) for n, data in enumerate(crops[:2])]).json()
+    as_json = client.post(PREDICT, params={"thresholds": every_head},
+                          json={"img": base64.b64encode(crops[0]).decode("ascii"), "name": "a.jpg"}).json()
+    for result in (single, *batch, as_json):
+        face = result["faces"][0]
+        # Withheld unless the model put every bit of its probability on one answer.
+        assert face["age"]["bin"] == answer(face["age"]["bin_probs"], 1.0)
+        assert face["age"]["years"] is None or face["age"]["bin"] != UNCERTAIN
+        assert sum(face["age"]["bin_probs"].values()) == pytest.approx(1, abs=1e-3)
+        for head in ("gender", "race"):
+            assert face[head]["label"] == answer(face[head]["probs"], 1.0)
+        assert UNCERTAIN in (face["age"]["bin"], face["gender"]["label"], face["race"]["label"])
+    assert single["faces"] == as_json["faces"] == batch[0]["faces"]
+    answered = client.post(PREDICT, params={"thresholds": "none"}, files={"file": ("a.jpg", crops[0], "image/jpeg")})
+    face = answered.json()["faces"][0]
+    assert UNCERTAIN not in (face["age"]["bin"], face["gender"]["label"], face["race"]["label"])
+    assert face["gender"]["label"] == max(face["gender"]["probs"], key=face["gender"]["probs"].get)
+
+
+@pytest.mark.parametrize("given, words", [("mood=0.5", "no head 'mood'"), ("gender=1.5", "between 0 and 1"),
+                                          ("gender", "HEAD=VALUE")])
+def test_a_bad_threshold_is_a_422_with_one_line(client: TestClient, crops: list[bytes], given: str, words: str):
+    for path, files in ((PREDICT, {"file": ("a.jpg", crops[0], "image/jpeg")}),
+                        (BATCH, [("files", ("a.jpg", crops[0], "image/jpeg"))])):
+        response = client.post(path, params={"thresholds": given}, files=files)
+        assert response.status_code == 422 and words in response.json()["detail"]
+        assert "\n" not in response.json()["detail"]
+
+
+def test_the_model_card_lists_each_heads_default_threshold(client: TestClient, predictor: Predictor):
+    card = client.get("/api/v1/model").json()
+    assert list(card["thresholds"]) == [head.name for head in predictor.info.heads]
+    assert card["thresholds"] == {name: DEFAULT_THRESHOLDS.get(name, 0.0) for name in card["thresholds"]}

@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from facescope.cli import app
+from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
 
 ray = pytest.importorskip("ray")
 
@@ -69,8 +70,10 @@ def test_ray_parquet_from_a_manifest_has_the_cli_csv_rows(local_ray, photos, bun
     names = sorted(cli_records)[:6] + [str(photos / "missing.jpg")]
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame({"path": names}).to_csv(manifest, index=False)
+    # The CLI's default thresholds, but a gender answer only where certain: applied in the network actors.
+    thresholds = {**DEFAULT_THRESHOLDS, "gender": 1.0}
     run = predict_to_shards(manifest=str(manifest), output=str(tmp_path / "parquet"), bundle=str(bundle_dir),
-                            workers=2, shard_format="parquet", photos_per_task=3)
+                            workers=2, shard_format="parquet", photos_per_task=3, thresholds=thresholds)
     assert (run.files, run.failed) == (7, sum(bool(cli_records[n]["error"]) for n in names[:6]) + 1)
     assert any(e.endswith("missing.jpg: no such file") for e in run.errors)
     table = pd.read_parquet(tmp_path / "parquet")
@@ -78,7 +81,11 @@ def test_ray_parquet_from_a_manifest_has_the_cli_csv_rows(local_ray, photos, bun
         rows = table[table.path == name]
         faces = cli_records[name]["faces"]
         assert len(rows) == max(1, len(faces))
-        assert list(rows.gender.dropna()) == [f["gender"]["label"] for f in faces]
+        assert list(rows.gender.dropna()) == [f["gender"]["label"] if max(f["gender"]["probs"].values()) >= 1
+                                              else UNCERTAIN for f in faces]
+        assert list(rows.gender_prob.dropna()) == pytest.approx([max(f["gender"]["probs"].values()) for f in faces])
+        assert list(rows.race.dropna()) == [f["race"]["label"] for f in faces]
+        assert set(rows.model) == {cli_records[name]["model"]}
         assert list(rows.age_years.dropna()) == [f["age"]["years"] for f in faces]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
+from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.serving.app import create_app
 from tests.conftest import compose_canvas
@@ -28,8 +31,9 @@ WAIT_MS = 60_000
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server_url(predictor: Predictor):
+@contextlib.contextmanager
+def _serving(predictor: Predictor):
+    """The page and API of `predictor` on a loopback port: its address."""
     import uvicorn
 
     # Bound here and handed to uvicorn, so no other process can take the port in between.
@@ -43,10 +47,31 @@ def server_url(predictor: Predictor):
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    listener.close()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def server_url(predictor: Predictor):
+    with _serving(predictor) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def evaluated_predictor() -> Predictor:
+    """An installed model with its evaluation recorded (figures per group, other test sets), whatever the
+    bundled model has recorded so far: the model card's tables are drawn from it."""
+    return Predictor("faceres-utkface5")
+
+
+@pytest.fixture(scope="module")
+def evaluated_url(evaluated_predictor: Predictor):
+    with _serving(evaluated_predictor) as url:
+        yield url
 
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -63,12 +88,12 @@ def open_page(server_url: str):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
-        def open_at(viewport: dict):
+        def open_at(viewport: dict, url: str = server_url):
             page = browser.new_page(viewport=viewport)
             page.set_default_timeout(WAIT_MS)
             page.errors = []
             page.on("pageerror", lambda error: page.errors.append(str(error)))
-            page.goto(server_url + "/")
+            page.goto(url + "/")
             return page
 
         yield open_at
@@ -165,10 +190,14 @@ def test_nothing_is_wider_than_a_phone(open_page, two_faces):
     assert page.locator("#notice").bounding_box()["height"] < PHONE["height"] / 5
 
 
-def test_model_card_names_every_training_data_set_and_test_set(page, predictor: Predictor):
-    """The default model learned from three data sets: the page names each with its licence, and shows
-    the figures on each one's test split, not only the first."""
+def test_model_card_names_every_training_data_set_and_test_set(open_page, evaluated_url: str,
+                                                                evaluated_predictor: Predictor):
+    """A model learned from three data sets: the page names each with its licence, and shows the
+    figures on each other one's test split, not only the first."""
     from playwright.sync_api import expect
+
+    page = open_page({"width": 1280, "height": 1000}, evaluated_url)
+    predictor = evaluated_predictor
 
     details = page.locator("#model-details")
     expect(page.locator("#figures-per-group")).to_be_visible(timeout=WAIT_MS)
@@ -243,8 +272,10 @@ def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annot
     results = json.loads(Path(caught.value.path()).read_text())
     assert [r["path"] for r in results] == [p.name for p in three_files]
     for result, path in zip(results[:2], three_files):
-        # The page's results are the API's: what the predictor gives for the photo alone.
-        expected = predictor.predict_image(path.read_bytes(), name=path.name).model_dump(mode="json")
+        # The page's results are the API's: what the predictor gives for the photo alone, answers under
+        # the default confidence thresholds withheld.
+        expected = withhold_uncertain_faces(predictor.predict_image(path.read_bytes(), name=path.name),
+                                            DEFAULT_THRESHOLDS).model_dump(mode="json")
         assert result == expected
     assert "annotated_image" not in results[0] and results[2]["faces"] == [] and "not an image" in results[2]["error"]
 
@@ -254,9 +285,15 @@ def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annot
     from facescope.inference.results import csv_columns
 
     assert list(rows[0]) == csv_columns(predictor.info.heads)  # the same columns as `facescope predict --format csv`
+    # Faces numbered from 1, as the CLI's CSV, the boxes and the cards number them.
     assert [(row["path"], row["face"]) for row in rows] == [
         ("a-two-faces.png", "1"), ("a-two-faces.png", "2"), ("b-one-face.jpg", "1"), ("c-broken.jpg", "")]
     assert rows[0]["age_years"] == str(results[0]["faces"][0]["age"]["years"])
+    # The model that answered; none for the photo the server refused before any model saw it.
+    assert [row["model"] for row in rows] == [predictor.info.name] * 3 + [""]
+    first = results[0]["faces"][0]
+    assert float(rows[0]["gender_prob"]) == pytest.approx(max(first["gender"]["probs"].values()))
+    assert rows[0]["gender"] == first["gender"]["label"]
 
     with page.expect_download() as caught:
         photos.nth(0).locator(".download-annotated").click()
@@ -281,11 +318,11 @@ def test_a_folder_is_analysed_photo_by_photo(page, three_files, tmp_path):
     assert page.errors == []
 
 
-def test_tables_read_on_a_phone_without_words_broken(open_page):
+def test_tables_read_on_a_phone_without_words_broken(open_page, evaluated_url: str):
     """At 390 px every table fits its column, and no header or group name is split inside a word."""
     from playwright.sync_api import expect
 
-    page = open_page(PHONE)
+    page = open_page(PHONE, evaluated_url)
     expect(page.locator("#figures-per-group")).to_be_visible()
     page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     tables = page.locator(".model-card table")
@@ -310,3 +347,30 @@ def test_tables_read_on_a_phone_without_words_broken(open_page):
     overflowing = page.evaluate("""() => [...document.querySelectorAll('.model-card .table-wrap')]
         .filter((wrap) => wrap.scrollWidth > wrap.clientWidth + 0.5).map((wrap) => wrap.textContent.slice(0, 40))""")
     assert overflowing == []
+
+
+def test_the_confidence_control_withholds_answers_on_every_card(page, predictor: Predictor, utkface_files, tmp_path):
+    """At 100%, an answer stands only where the model put all its probability on it; the cards say
+    "uncertain" with the most likely answer beside it, and the downloaded results match."""
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(utkface_files[2].read_bytes())
+    page.fill("#min-confidence", "100")
+    page.set_input_files("#file-input", str(photo))
+    expect(page.locator("#results")).to_be_visible(timeout=WAIT_MS)
+    with page.expect_download() as caught:
+        page.click("#download-json")
+    [result] = json.loads(Path(caught.value.path()).read_text())
+    every_head = {head.name: 1.0 for head in predictor.info.heads}
+    expected = withhold_uncertain_faces(predictor.predict_image(photo.read_bytes(), name=photo.name), every_head)
+    assert result == expected.model_dump(mode="json")
+    face = result["faces"][0]
+    withheld = [head for head in ("gender", "race") if face[head]["label"] == UNCERTAIN]
+    assert withheld or face["age"]["bin"] == UNCERTAIN
+    estimates = page.locator(".face-card .estimates")
+    for head in withheld:
+        expect(estimates).to_contain_text("uncertain")
+        top = max(face[head]["probs"], key=face[head]["probs"].get).replace("_", " ")
+        expect(estimates).to_contain_text(f"{top} at most")
+    assert page.errors == []

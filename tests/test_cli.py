@@ -112,7 +112,7 @@ def test_models_lists_the_good_bundles_and_one_line_for_each_broken_one(tmp_path
     import json
     import shutil
 
-    from facescope.bundles import resolve_bundle
+    from facescope.bundles import read_info, resolve_bundle
 
     good = json.loads((resolve_bundle("default") / "model.json").read_text())
     models = tmp_path / "models"
@@ -137,5 +137,6 @@ def test_models_lists_the_good_bundles_and_one_line_for_each_broken_one(tmp_path
     for name, (_, message) in broken.items():
         [line] = [line for line in lines if line.startswith(f"{name}  ")]
         assert line == f"{name}  UNUSABLE: {models / name / 'model.json'}: {message}", line
-    assert "f-good  (facescope-default-faceres, faceres at 192 px)" in lines
+    info = read_info(resolve_bundle("default"))  # whichever model is bundled: its own name, backbone and size
+    assert f"f-good  ({info.name}, {info.backbone} at {info.input_size} px)" in lines
     assert "Traceback" not in listed.output

@@ -18,8 +18,9 @@ torch = pytest.importorskip("torch")
 from facescope import labels  # noqa: E402
 from facescope.cli import app  # noqa: E402
 from facescope.faces.align import CANONICAL  # noqa: E402
-from facescope.heads import Head, standard_heads  # noqa: E402
+from facescope.heads import DEFAULT_THRESHOLDS, Head, standard_heads  # noqa: E402
 from facescope.inference.predictor import Predictor  # noqa: E402
+from facescope.inference.error_figures import withhold_uncertain_faces  # noqa: E402
 from facescope.inference.results import LabelEstimate, csv_columns  # noqa: E402
 from facescope.model.export import export_bundle  # noqa: E402
 from facescope.model.network import MultiTaskNet  # noqa: E402
@@ -28,8 +29,9 @@ from tests.conftest import compose_canvas  # noqa: E402
 # The only declaration: FairFace's 7 races beside the model's UTKFace 5, learning from the same records.
 EXTRA = Head("race_fairface", "label", "fairface7", truth="race")
 HEADS = (*standard_heads("utkface5"), EXTRA)
-# The CSV columns of today's three outputs, in their order: they stay as they are.
-THREE_OUTPUT_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score",
+# The CSV columns of today's three outputs, in their order: they stay as they are (`model`: the model
+# that made the row's estimates).
+THREE_OUTPUT_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score",
                         "age_years", "age_bin", "gender", "gender_prob", "race", "race_prob", "error"]
 
 
@@ -72,7 +74,8 @@ def test_a_fourth_output_loads_predicts_and_is_written_drawn_and_pooled(four_out
         assert list(extra["probs"]) == list(labels.FAIRFACE7.labels)
         assert extra["label"] == max(extra["probs"], key=extra["probs"].get)
         assert sum(extra["probs"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert record == predictor.predict_image(photo).model_dump(mode="json")
+    # The CLI's answers are the library's with the default confidence thresholds applied.
+    assert record == withhold_uncertain_faces(predictor.predict_image(photo), DEFAULT_THRESHOLDS).model_dump(mode="json")
 
     # Written as CSV: its own two columns, the values the JSON has.
     as_csv = CliRunner().invoke(app, ["predict", str(photo), "--model", str(four_outputs), "-f", "csv"])
@@ -139,5 +142,6 @@ def test_a_fourth_output_is_described_and_served(four_outputs, photo):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body.pop("annotated_image").startswith("data:image/jpeg;base64,")
-    assert body == predictor.predict_image(photo.read_bytes(), name="two.png").model_dump(mode="json")
+    expected = withhold_uncertain_faces(predictor.predict_image(photo.read_bytes(), name="two.png"), DEFAULT_THRESHOLDS)
+    assert body == expected.model_dump(mode="json")
     assert all(face["race_fairface"]["label"] in labels.FAIRFACE7.labels for face in body["faces"])

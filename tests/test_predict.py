@@ -16,6 +16,7 @@ from facescope import labels
 from facescope.cli import app
 from facescope.faces import read_image
 from facescope.bundles import read_bundle_info
+from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
 from tests.conftest import compose_canvas
 
 
@@ -27,17 +28,20 @@ def _check_face(face: dict, width: int, height: int, race_labels: tuple[str, ...
     assert 0 < face["score"] <= 1
     assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
     age = face["age"]
-    assert set(age) == {"years", "bin", "bin_probs", "years_std"}
+    assert set(age) - {"measured"} == {"years", "bin", "bin_probs", "years_std"}
     assert 0 <= age["years"] <= labels.MAX_AGE and age["years_std"] > 0
     assert list(age["bin_probs"]) == list(labels.AGE_BIN_LABELS)
-    assert age["bin"] == max(age["bin_probs"], key=age["bin_probs"].get)
+    assert age["bin"] in (max(age["bin_probs"], key=age["bin_probs"].get), UNCERTAIN)
+    assert (age["bin"] == UNCERTAIN) == (max(age["bin_probs"].values()) < DEFAULT_THRESHOLDS["age"])
     assert sum(age["bin_probs"].values()) == pytest.approx(1, abs=1e-3)
     # One decision: the years lie in the group, also as the page and annotated photos round them.
     assert labels.age_to_bin(age["years"]) == labels.age_to_bin(round(age["years"])) == age["bin"]
     for head, names in (("gender", labels.GENDERS), ("race", race_labels)):
         assert list(face[head]["probs"]) == list(names)
         assert sum(face[head]["probs"].values()) == pytest.approx(1, abs=1e-3)
-        assert face[head]["label"] == max(face[head]["probs"], key=face[head]["probs"].get)
+        top = max(face[head]["probs"], key=face[head]["probs"].get)
+        withheld = face[head]["probs"][top] < DEFAULT_THRESHOLDS[head]  # the CLI's default threshold
+        assert face[head]["label"] == (UNCERTAIN if withheld else top)
 
 
 @pytest.fixture()
@@ -62,7 +66,7 @@ def test_jsonl_has_one_valid_object_per_file_and_names_every_broken_one(photo_fo
     results = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in lines}
     race_labels = read_bundle_info(bundle_dir).race_labels
     for name, result in results.items():
-        assert set(result) == {"path", "width", "height", "faces", "faces_found", "error"}
+        assert set(result) == {"path", "model", "width", "height", "faces", "faces_found", "error"}
         assert result["faces_found"] == len(result["faces"])
         if name in ("cut.jpg", "empty.jpg"):
             assert result["error"] and result["faces"] == [] and name in result["error"]

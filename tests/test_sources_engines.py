@@ -103,3 +103,57 @@ def test_the_predictor_checks_the_declared_bounds():
     with pytest.raises(TypeError, match="unknown detection option"):
         options.check_detection_options({"max_face": 3})
     options.check_detection_options({name: options.default(name) for name in options.DETECTION_OPTIONS})
+
+
+def test_thresholds_travel_in_the_spec_to_where_the_photos_are_estimated(utkface_files, predictor):
+    """--threshold goes into the PredictorSpec and the local engine answers under it: "none" gives the
+    library's answers unchanged, a bar of 1 withholds every answer short of certainty, probabilities kept."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from facescope.cli import app
+    from facescope.engines import PredictorSpec
+    from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
+
+    assert PredictorSpec().answer_thresholds == DEFAULT_THRESHOLDS
+    assert PredictorSpec(thresholds={}).answer_thresholds == {}
+    photos = [str(p) for p in utkface_files[:3]]
+    library = [json.loads(predictor.predict_image(p).model_dump_json()) for p in photos]
+
+    answered = CliRunner().invoke(app, ["predict", *photos, "--threshold", "none"])
+    assert answered.exit_code == 0, answered.output
+    assert [json.loads(line) for line in answered.stdout.splitlines()] == library
+
+    strict = CliRunner().invoke(app, ["predict", *photos, "--threshold", "gender=1", "--threshold", "race=1"])
+    assert strict.exit_code == 0, strict.output
+    records = [json.loads(line) for line in strict.stdout.splitlines()]
+    assert sum(len(r["faces"]) for r in records) == sum(len(r["faces"]) for r in library) > 0
+    for record, plain in zip(records, library):
+        for face, alike in zip(record["faces"], plain["faces"]):
+            for head in ("gender", "race"):
+                assert face[head]["probs"] == alike[head]["probs"]
+                top = max(alike[head]["probs"].values())
+                assert face[head]["label"] == (alike[head]["label"] if top >= 1 else UNCERTAIN)
+            withheld = max(alike["age"]["bin_probs"].values()) < DEFAULT_THRESHOLDS["age"]  # the default kept
+            assert face["age"]["bin"] == (UNCERTAIN if withheld else alike["age"]["bin"])
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    (["face.jpg", "--threshold", "mood=0.5"], "the model has no head 'mood'"),
+    (["face.jpg", "--threshold", "gender=2"], "between 0 and 1"),
+    (["clip.mp4", "--threshold", "gender=0.7"], "error: --threshold is for photos"),
+])
+def test_a_threshold_that_cannot_apply_is_one_line(arguments, words, tmp_path, monkeypatch):
+    """A bad item, or any threshold for a video (its tracks answer from every frame's probabilities
+    pooled), is refused in one line with status 2, before anything is read."""
+    from typer.testing import CliRunner
+
+    from facescope.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    outcome = CliRunner().invoke(app, ["predict", *arguments])
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.stdout == ""
+    assert words in outcome.stderr
+    assert "Traceback" not in outcome.output

@@ -97,7 +97,7 @@ def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: boo
         try:
             source = read_input(str(name))
         except ImageReadError as error:
-            result, detections, crops = ImageResult(path=str(name), error=str(error)), [], []
+            result, detections, crops = ImageResult(path=str(name), model=predictor.info.name, error=str(error)), [], []
         else:
             result, detections, crops = predictor.prepare_photo(source, str(name), aligned)
             if result.error and isinstance(source, bytes):  # the reader named the bytes "upload"
@@ -112,8 +112,10 @@ def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: boo
 class NetworkActor:
     """Ray actor: loads the bundle once and estimates the crops of many photos in shared batches."""
 
-    def __init__(self, bundle: str | None, detection: tuple[tuple[str, float], ...] = ()):
+    def __init__(self, bundle: str | None, detection: tuple[tuple[str, float], ...] = (),
+                 thresholds: dict[str, float] | None = None):
         self.predictor = _predictor(bundle, detection)
+        self.thresholds = thresholds or {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         size = self.predictor.input_size
@@ -122,7 +124,9 @@ class NetworkActor:
             crops = np.frombuffer(crops, np.uint8).reshape(-1, size, size, 3)
             faces = [(tuple(box), score, np.array(marks)) for box, score, marks in json.loads(detections)]
             pending.append((ImageResult.model_validate_json(result), faces, [[crop] for crop in crops]))
-        results = list(self.predictor.estimate_photos(pending))
+        from facescope.inference.error_figures import withhold_uncertain_faces
+
+        results = [withhold_uncertain_faces(r, self.thresholds) for r in self.predictor.estimate_photos(pending)]
         return {"path": [r.path for r in results], "record": [r.model_dump_json() for r in results]}
 
 
@@ -246,12 +250,14 @@ def private_local_ray():
 def predict_to_shards(paths: Iterable[str] = (), output: str = "results", *, manifest: str | None = None,
                       bundle: str | None = None, workers: int = 1, shard_format: str = "jsonl",
                       aligned: bool = False, recursive: bool = False, batch_size: int = 32,
-                      photos_per_task: int = 64, detection: dict | None = None) -> BatchRun:
+                      photos_per_task: int = 64, detection: dict | None = None,
+                      thresholds: dict[str, float] | None = None) -> BatchRun:
     """Predict every photo in `paths` (and/or `manifest`) on Ray; write shards to `output` (a folder or
     URI). Joins the Ray cluster at RAY_ADDRESS when set, else starts a private local one (all cores).
     `workers` actors run the network (half a CPU each); detection tasks get the rest, with the detection
     options `detection` (facescope.faces.options; the defaults where left out). Files that already
-    have a record in a complete shard of `output` are not predicted again (`already_done`)."""
+    have a record in a complete shard of `output` are not predicted again (`already_done`). A head's
+    answer under its `thresholds` entry is written "uncertain" (probabilities kept), as `predict` does."""
     if shard_format not in SHARD_FORMATS:
         raise ValueError(f"shard format must be one of {SHARD_FORMATS}")
     names = list_inputs(paths, manifest, recursive)
@@ -263,14 +269,14 @@ def predict_to_shards(paths: Iterable[str] = (), output: str = "results", *, man
         return BatchRun(already_done=len(names))
     with private_local_ray():
         run = _predict_on_ray(todo, output, bundle, workers, shard_format, aligned, batch_size, photos_per_task,
-                              tuple(sorted((detection or {}).items())))
+                              tuple(sorted((detection or {}).items())), thresholds or {})
     run.already_done = len(names) - len(todo)
     return run
 
 
 def _predict_on_ray(names: list[str], output: str, bundle: str | None, workers: int, shard_format: str,
                     aligned: bool, batch_size: int, photos_per_task: int,
-                    detection: tuple[tuple[str, float], ...]) -> BatchRun:
+                    detection: tuple[tuple[str, float], ...], thresholds: dict[str, float]) -> BatchRun:
     import ray
 
     # Checked here, and absolute: every worker opens the same bundle folder (on a cluster, it must be at
@@ -287,7 +293,8 @@ def _predict_on_ray(names: list[str], output: str, bundle: str | None, workers: 
     # node than fit). Differing from the tasks' requests, it also keeps Ray Data from fusing detection into
     # the actors (it fuses only stages that ask for the same resources): fused, detection would run inside
     # the few actors instead of in tasks on every free CPU.
-    dataset = dataset.map_batches(NetworkActor, fn_constructor_kwargs={"bundle": bundle, "detection": detection},
+    dataset = dataset.map_batches(NetworkActor, fn_constructor_kwargs={"bundle": bundle, "detection": detection,
+                                                                       "thresholds": thresholds},
                                   batch_size=batch_size, concurrency=workers, num_cpus=NETWORK_CPUS,
                                   memory=ACTOR_MEMORY)
     sink = _results_sink(output, shard_format, heads)
@@ -308,7 +315,7 @@ def run(source: Inputs, predictor: PredictorSpec, sink: ShardSink) -> int:
         run = predict_to_shards(source.arguments, output, manifest=source.manifest, bundle=predictor.model,
                                 workers=predictor.workers, shard_format=shard_format, aligned=predictor.aligned,
                                 recursive=source.recursive, batch_size=predictor.batch_size,
-                                detection=predictor.detection)
+                                detection=predictor.detection, thresholds=predictor.answer_thresholds)
     except KeyboardInterrupt:
         completed_paths(output, shard_format)  # removes the shards left half-written
         typer.echo(f"interrupted: the complete shards are kept in {output}; the same command again predicts "

@@ -32,6 +32,17 @@ class PredictorSpec:
     aligned: bool = False  # each image is one aligned face crop (no detection)
     detection: dict[str, Any] = field(default_factory=dict)  # options given (facescope.faces.options)
     workers: int = 1  # the Ray engine: network actors
+    # The confidence below which a head answers "uncertain" (facescope.heads.parse_thresholds), applied
+    # wherever the predictor runs; None: none asked for, so the defaults (DEFAULT_THRESHOLDS); {}: always
+    # answer. A video's tracks answer from every frame's probabilities pooled: its engine refuses any.
+    thresholds: dict[str, float] | None = None
+
+    @property
+    def answer_thresholds(self) -> dict[str, float]:
+        """The thresholds each photo's answers are given under: those asked for, or the defaults."""
+        from facescope.heads import DEFAULT_THRESHOLDS
+
+        return dict(DEFAULT_THRESHOLDS) if self.thresholds is None else dict(self.thresholds)
 
     def make(self, **arguments: Any):
         from facescope.inference.predictor import Predictor

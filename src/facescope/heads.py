@@ -80,3 +80,38 @@ def labels_by_output(heads: tuple[Head, ...]) -> dict[str, list[str]]:
     groups under `<name>_bins` (as the API's model description lists them)."""
     return {f"{head.name}_bins" if head.is_age else head.name: list(labels.AGE_BIN_LABELS if head.is_age else head.labels)
             for head in heads}
+
+
+# An answer withheld: the head's top probability was below the confidence threshold asked for. Its
+# probabilities are still given; only the label (or the age group) is replaced.
+UNCERTAIN = "uncertain"
+# The confidence (top probability; for the age head, its most likely age group's) below which the CLI,
+# the API and the web page answer UNCERTAIN unless asked otherwise. A two-way gender answer under 60%
+# is a near coin toss; seven races and nine age groups spread their probability wider, so their bars
+# are lower. What these cost each group is measured by `evaluate` and shown on the model card.
+DEFAULT_THRESHOLDS: dict[str, float] = {"gender": 0.6, "race": 0.4, "age": 0.3}
+
+
+def parse_thresholds(given: list[str] | str | None, heads: tuple[Head, ...] | None = None) -> dict[str, float]:
+    """Confidence thresholds from `head=value` items ("gender=0.7", or "gender=0.7,race=0.5"), over
+    DEFAULT_THRESHOLDS; "none" (or "") answers everything. A ValueError names a bad item."""
+    if given is None:
+        return dict(DEFAULT_THRESHOLDS)
+    items = [part.strip() for item in ([given] if isinstance(given, str) else given) for part in item.split(",")]
+    if items in ([], [""], ["none"]):
+        return {}
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    known = [h.name for h in heads] if heads else None
+    for item in items:
+        name, _, value = item.partition("=")
+        name = name.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"threshold {item!r}: write HEAD=VALUE, e.g. gender=0.7") from None
+        if not 0.0 <= number <= 1.0:
+            raise ValueError(f"threshold {item!r}: the value is a probability between 0 and 1")
+        if known is not None and name not in known:
+            raise ValueError(f"threshold {item!r}: the model has no head {name!r} (it has {', '.join(known)})")
+        thresholds[name] = number
+    return thresholds

@@ -35,9 +35,11 @@ FAIRFACE7 = Taxonomy(
 )
 FAIRFACE4 = Taxonomy("fairface4", ("White", "Black", "Asian", "Indian"))
 UTKFACE5 = Taxonomy("utkface5", ("White", "Black", "Asian", "Indian", "Others"))
+# DeepFace's six races, as its `analyze` spells them (`dominant_race` and the keys of `race`).
+DEEPFACE6 = Taxonomy("deepface6", ("asian", "indian", "black", "white", "middle eastern", "latino hispanic"))
 
 # The race taxonomies data sets and tools label in (GENDER is the gender heads' one).
-TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (FAIRFACE7, FAIRFACE4, UTKFACE5)}
+TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (FAIRFACE7, FAIRFACE4, UTKFACE5, DEEPFACE6)}
 
 # FairFace-7 -> the coarser taxonomies. FairFace's own 4-race variant drops Latino_Hispanic and
 # Middle Eastern (they have no 4-race counterpart, so they map to None and are left out of a
@@ -61,6 +63,20 @@ RACE_MAPPINGS: dict[tuple[str, str], dict[str, str | None]] = {
         "Southeast Asian": "Asian",
         "Indian": "Indian",
         "Middle Eastern": "Others",
+    },
+    # DeepFace's "asian" does not say East or Southeast, so it has no FairFace-7 counterpart; its "middle
+    # eastern" and "latino hispanic" are UTKFace's "Others" and have no FairFace-4 counterpart.
+    ("deepface6", "utkface5"): {
+        "asian": "Asian", "indian": "Indian", "black": "Black", "white": "White",
+        "middle eastern": "Others", "latino hispanic": "Others",
+    },
+    ("deepface6", "fairface4"): {
+        "asian": "Asian", "indian": "Indian", "black": "Black", "white": "White",
+        "middle eastern": None, "latino hispanic": None,
+    },
+    ("deepface6", "fairface7"): {
+        "asian": None, "indian": "Indian", "black": "Black", "white": "White",
+        "middle eastern": "Middle Eastern", "latino hispanic": "Latino_Hispanic",
     },
 }
 

@@ -17,6 +17,7 @@ from facescope import __version__, labels
 from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
 from facescope.data.loaders import FORMATS
+from facescope.heads import DEFAULT_THRESHOLDS
 
 FIGURE_NAMES = {
     "n": "faces", "gender_accuracy": "gender accuracy", "race_accuracy": "race accuracy",
@@ -109,6 +110,7 @@ def _evaluation_sections(evaluation: dict, title: str) -> list[Section]:
     if evaluation.get("equalized_odds_difference") is not None:
         parts.append(f"Equalized-odds difference of the gender estimate across races (Female the positive "
                      f"class): {evaluation['equalized_odds_difference']:.3f}.")
+    parts += _estimated_sections(evaluation)
     standardised = evaluation.get("age_standardised_gaps") or []
     if standardised:
         parts.append(Section("Race gaps, raw and with every race given the same age mix", [
@@ -117,6 +119,35 @@ def _evaluation_sections(evaluation: dict, title: str) -> list[Section]:
                   [[_figure_name(g["metric"]), _gap(g["metric"], g["raw_gap"]), _gap(g["metric"], g["standardised_gap"])]
                    for g in standardised])]))
     return [Section(title, parts)]
+
+
+def _estimated_sections(evaluation: dict) -> list[Section]:
+    """The figures by estimated age group (what a user sees beside an estimate) and what the default
+    confidence thresholds cost each group."""
+    parts = []
+    by_age = (evaluation.get("by_estimated_group") or {}).get("figures", {}).get("estimated age group", {})
+    if by_age:
+        shown = [f for f in ("gender_accuracy", "race_accuracy", "age_mae") if any(f in g for g in by_age.values())]
+        rows = [[group, *[(f"{_with_interval(f, g[f]['value'], g[f].get('interval'))} ({g[f]['faces']})"
+                           if f in g else "") for f in shown]]
+                for group, g in sorted(by_age.items(), key=lambda item: labels.AGE_BIN_LABELS.index(item[0])
+                                       if item[0] in labels.AGE_BIN_LABELS else len(labels.AGE_BIN_LABELS))]
+        parts.append(Section("By estimated age group", [
+            "The faces the model estimated in each age group (a user knows the estimate, not the truth); "
+            "each estimate is shown with the figure of the most specific such group with at least "
+            f"{(evaluation.get('by_estimated_group') or {}).get('min_faces', 30)} test faces (test faces in brackets).",
+            Table(["estimated age group", *[_figure_name(f) for f in shown]], rows)]))
+    cost = (evaluation.get("default_thresholds") or {}).get("cost", [])
+    if cost:
+        parts.append(Section("What the default confidence thresholds cost each group", [
+            "Share of faces still answered at the default threshold, lowest first per head (the groups that "
+            "lose their answers first), and the accuracy of those answers against answering every face.",
+            Table(["head", "threshold", "group", "faces", "answered", "accuracy answered", "accuracy if all answered"],
+                  [[c["head"], f"{c['threshold']:.0%}", c["group"] if c["grouping"] == "overall" else
+                    f"{c['grouping']}: {c['group']}", int(c["faces"]), f"{c['coverage']:.0%}",
+                    _show("gender_accuracy", c["answered_accuracy"]), _show("gender_accuracy", c["accuracy"])]
+                   for c in cost])]))
+    return parts
 
 
 def _gap(key: str, value: float | None) -> str:
@@ -195,8 +226,12 @@ def card_document(info: BundleInfo) -> Document:
     ]])
     score_cut_off, overlap = _detector_thresholds()
     thresholds = Section("Decision thresholds", [[
-        "gender and race: the label of highest probability (arg-max); no abstention threshold, so every face "
-        "gets a label, and the probabilities say how sure the model is.",
+        "gender and race: the label of highest probability (arg-max), answered \"uncertain\" where that "
+        "probability is under the confidence threshold (default "
+        + ", ".join(f"{head} {p:.0%}" for head, p in DEFAULT_THRESHOLDS.items())
+        + ", the age head's on its age group; `--threshold` in the CLI, `thresholds` in the API, the page's "
+        "control); the probabilities are always given. What the defaults cost each group is under "
+        "Quantitative analyses.",
         "age: the expected value of the age distribution (years) and the arg-max age group.",
         f"face detection (photos): a face is reported when the detector's score is at least "
         f"{score_cut_off} (non-maximum suppression at IoU {overlap}); faces below it are not estimated.",

@@ -12,8 +12,10 @@ from facescope.cli.evaluate import Split
 
 def audit_command(
     predictions: Annotated[list[Path], typer.Option(
-        "--predictions", "-p", help="A tool's predictions, CSV or JSONL: a path column and any of gender, race, "
-                                    "age in years, age group (with or without p_<head>_<label> probabilities). "
+        "--predictions", "-p", help="A tool's predictions: a CSV or JSON(L) table with a path column and any of "
+                                    "gender, race, age in years, age group (with or without p_<head>_<label> "
+                                    "probabilities); or as tools write them: facescope predict's JSONL, JSON or "
+                                    "CSV, DeepFace analyze results, insightface faces (gender 1 = male). "
                                     "Repeat to compare tools on the same photos.")],
     data: Annotated[Path, typer.Option(help="The ground truth: any data set facescope reads (a UTKFace or "
                                             "FairFace folder, a label CSV, a split manifest).")],
@@ -32,6 +34,14 @@ def audit_command(
     split: Annotated[Split, typer.Option(help="Audit the photos of this split of the data set (as training "
                                               "makes it).")] = Split.all,
     seed: Annotated[int, typer.Option(help="Split seed (as in training); also seeds the bootstrap.")] = 0,
+    val_fraction: Annotated[float, typer.Option(help="Validation share of the split (as in training).")] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="Test share of the split (as in training).")] = 0.1,
+    model: Annotated[str | None, typer.Option(
+        metavar="BUNDLE", help="The facescope model behind predictions that name one (default: the installed "
+                               "model of that name); the photos it trained on are left out.")] = None,
+    training_splits: Annotated[Path | None, typer.Option(
+        help="The training run's split manifest (splits.csv): its train and val photos are left out of an "
+             "audit of that model's predictions.")] = None,
     min_group_size: Annotated[int, typer.Option(min=1, help="Groups smaller than this are greyed and left out "
                                                             "of gap figures.")] = 30,
     n_boot: Annotated[int, typer.Option(min=0, help="Bootstrap resamples behind the 95% intervals.")] = 1000,
@@ -64,8 +74,11 @@ def audit_command(
             if value is not None:
                 setattr(mapping, key, value)
         files.append((names[i] if names else path.stem, path, mapping))
-    runs, context, folder = audit(files, data, split=Split(split).value, seed=seed, min_group_size=min_group_size,
-                                  n_boot=n_boot, output=output)
+    runs, context, folder = audit(files, data, split=Split(split).value, seed=seed, val_fraction=val_fraction,
+                                  test_fraction=test_fraction, min_group_size=min_group_size, n_boot=n_boot,
+                                  output=output, model=model, training_splits=training_splits)
+    for warning in context["warnings"]:
+        typer.secho(f"WARNING: {warning}", err=True, fg=typer.colors.RED, bold=True)
     for note in context["joins"]:
         typer.echo(f"{note['estimator']}: {note['matched']:,} of {note['prediction_rows']:,} rows matched the ground "
                    f"truth; {note['unmatched_rows']:,} unmatched"

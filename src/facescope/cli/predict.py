@@ -19,6 +19,7 @@ import typer
 
 from facescope.cli.options import with_detection_options
 from facescope.engines import ENGINES, PredictorSpec, choose, load
+from facescope.heads import DEFAULT_THRESHOLDS
 from facescope.inference.sinks import OutputFormat, ShardSink, StreamSink
 from facescope.inference.sources import Inputs
 
@@ -52,6 +53,10 @@ def predict_command(
     manifest: str | None = typer.Option(None, "--manifest", help="--engine ray: CSV/Parquet with a path column, "
                                         "or one path per line (local or a URI)"),
     workers: int = typer.Option(1, "--workers", help="--engine ray: network actors (detection tasks use the rest of the CPUs)"),
+    threshold: list[str] | None = typer.Option(None, "--threshold", metavar="HEAD=P", help="answer \"uncertain\" "
+                                               "where a head's top probability is below P (repeat per head; "
+                                               "\"none\": always answer; age: its age group's); default "
+                                               + ", ".join(f"{h}={p:g}" for h, p in DEFAULT_THRESHOLDS.items())),
 ) -> None:
     """Estimate age, gender and race for every face in the given photos, or track faces in a video.
 
@@ -71,9 +76,22 @@ def predict_command(
     typer.echo(f"note: {NOTICE}", err=True)
     source = Inputs(tuple(paths or ()), manifest, recursive, every, fps, duration)
     sink = ShardSink(output, format) if output is not None else StreamSink(format, annotate, overwrite)
-    predictor = PredictorSpec(model, batch_size, aligned, detection, workers)
+    predictor = PredictorSpec(model, batch_size, aligned, detection, workers, _thresholds(threshold, model))
     try:
         name = choose(engine and engine.value, source, sink)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     raise typer.Exit(load(name)(source, predictor, sink))
+
+
+def _thresholds(given: list[str] | None, model: str | None) -> dict[str, float] | None:
+    """--threshold's items over the defaults, checked against the model's heads; None when not given."""
+    if not given:
+        return None
+    from facescope.bundles import read_bundle_info
+    from facescope.heads import parse_thresholds
+
+    try:
+        return parse_thresholds(given, read_bundle_info(model).heads)
+    except ValueError as error:  # also a model that cannot be read
+        raise typer.BadParameter(str(error), param_hint="--threshold") from None

@@ -23,32 +23,23 @@ import pandas as pd
 import yaml
 
 from facescope import labels
+from facescope.evaluation.tool_outputs import flatten, json_objects, map_race_probabilities
 from facescope.evaluation.metrics import MIN_GROUP_SIZE, evaluate, map_truth_races
 from facescope.evaluation.uncertainty import N_BOOT, NO_FACE
+from facescope.heads import UNCERTAIN
 
 GENDER_SPELLINGS = {
     "female": "Female", "f": "Female", "woman": "Female", "women": "Female", "girl": "Female", "1": "Female",
     "male": "Male", "m": "Male", "man": "Male", "men": "Male", "boy": "Male", "0": "Male",
 }
-# DeepFace's six races (its `dominant_race` spellings) in facescope's taxonomies. DeepFace's "asian"
-# does not say East or Southeast, so it has no FairFace-7 counterpart; its "middle eastern" and "latino
-# hispanic" are UTKFace's "Others" and have no FairFace-4 counterpart.
-DEEPFACE6 = ("asian", "indian", "black", "white", "middle eastern", "latino hispanic")
-DEEPFACE_MAPPINGS: dict[str, dict[str, str | None]] = {
-    "utkface5": {"asian": "Asian", "indian": "Indian", "black": "Black", "white": "White",
-                 "middle eastern": "Others", "latino hispanic": "Others"},
-    "fairface4": {"asian": "Asian", "indian": "Indian", "black": "Black", "white": "White",
-                  "middle eastern": None, "latino hispanic": None},
-    "fairface7": {"asian": None, "indian": "Indian", "black": "Black", "white": "White",
-                  "middle eastern": "Middle Eastern", "latino hispanic": "Latino_Hispanic"},
-}
-RACE_TAXONOMIES = (*labels.TAXONOMIES, "deepface6")
+RACE_TAXONOMIES = tuple(labels.TAXONOMIES)
 PREDICTION_FIELDS = ("gender", "race", "age_years", "age_bin")
 UNMATCHED_EXAMPLES = 10
 # Bounds on what a predictions file may hold: a longer line is counted and skipped (never read whole,
 # never echoed), a larger file or column YAML refused. A CLI record with 50 faces is about 40 kB.
 MAX_LINE_BYTES = 1 << 20
 MAX_PREDICTIONS_BYTES = 4 << 30
+MAX_JSON_DOCUMENT_BYTES = 256 << 20  # a .json document is parsed whole; larger: JSON lines
 MAX_YAML_BYTES = 1 << 20
 SHOWN_CHARACTERS = 80  # of a value quoted in a message
 
@@ -125,8 +116,10 @@ class ColumnMap:
 
 
 def read_predictions(path: str | Path, skipped: dict[str, int] | None = None) -> pd.DataFrame:
-    """A predictions file as a table of strings and numbers: CSV, or JSON Lines (.jsonl / .ndjson).
-    Lines over MAX_LINE_BYTES and JSON lines that are not an object are skipped, counted in `skipped`."""
+    """A predictions file as a table of strings and numbers: CSV, or JSON / JSON Lines (.json, .jsonl,
+    .ndjson), tools' nested records flattened to one row a photo (tool_outputs). Lines over
+    MAX_LINE_BYTES and JSON values that are not objects (or lists of them) are skipped, counted in
+    `skipped`; a .json document is read whole, up to MAX_JSON_DOCUMENT_BYTES."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no predictions file at {path}")
@@ -138,18 +131,18 @@ def read_predictions(path: str | Path, skipped: dict[str, int] | None = None) ->
         lines = _bounded_lines(path, skipped)
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        records = []
-        for line in lines:
-            try:
-                record = json.loads(line) if line.strip() else None
-            except ValueError:
-                record = ""
-            if isinstance(record, dict):
-                records.append(record)
-            elif record is not None:
-                skipped["not a JSON object"] = skipped.get("not a JSON object", 0) + 1
-        return pd.DataFrame.from_records(records)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        values = _json_document(path) if suffix == ".json" else None
+        if values is None:  # JSON lines
+            values = []
+            for line in lines:
+                try:
+                    values.append(json.loads(line) if line.strip() else None)
+                except (ValueError, RecursionError):
+                    values.append("")  # not JSON: counted as not an object
+        records = json_objects(values, skipped)
+        return flatten(records)[0] if records else pd.DataFrame()
     if not lines:
         raise ValueError(f"{path}: no header line within {MAX_LINE_BYTES:,} bytes")
     return pd.read_csv(io.BytesIO(b"".join(lines)), dtype=str, keep_default_na=True)
@@ -170,6 +163,28 @@ def _bounded_lines(path: Path, skipped: dict[str, int]) -> list[bytes]:
     return lines
 
 
+def _json_document(path: Path) -> list | None:
+    """A .json file's values where it holds one JSON document (a list of photos' records, as
+    `predict --format json` and DeepFace write); None where it holds JSON lines."""
+    with open(path, "rb") as file:
+        start = file.read(1 << 16).lstrip()[:1]
+        if start not in (b"[", b"{"):
+            return None
+        size = path.stat().st_size
+        if size > MAX_JSON_DOCUMENT_BYTES:
+            raise ValueError(f"{path}: a JSON document of {size:,} bytes, over the limit of "
+                             f"{MAX_JSON_DOCUMENT_BYTES:,}; write it as JSON lines (.jsonl), one photo a line")
+        file.seek(0)
+        data = file.read()
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read") from None
+    except ValueError:  # JSON lines under a .json name
+        return None
+    return value if isinstance(value, list) else [value]
+
+
 def _key(text: str) -> str:
     return re.sub(r"[\s_\-]+", " ", str(text).strip().lower())
 
@@ -177,6 +192,8 @@ def _key(text: str) -> str:
 def normalise_gender(value) -> str | None:
     if _missing(value):
         return None
+    if _key(value) == UNCERTAIN:  # an answer withheld (facescope's threshold): never right
+        return UNCERTAIN
     try:
         return GENDER_SPELLINGS[_key(value)]
     except KeyError:
@@ -187,7 +204,9 @@ def normalise_race(value, taxonomy: str) -> str | None:
     """A race label in the tool's spelling -> the exact label of `taxonomy` (case, spaces, underscores)."""
     if _missing(value):
         return None
-    choices = DEEPFACE6 if taxonomy == "deepface6" else labels.taxonomy(taxonomy).labels
+    if _key(value) == UNCERTAIN:
+        return UNCERTAIN
+    choices = labels.taxonomy(taxonomy).labels
     by_key = {_key(label): label for label in choices}
     try:
         return by_key[_key(value)]
@@ -197,9 +216,9 @@ def normalise_race(value, taxonomy: str) -> str | None:
 
 def guess_race_taxonomy(values: pd.Series) -> str:
     """The first taxonomy (utkface5, fairface7, fairface4, deepface6) whose labels hold every value."""
-    seen = {_key(v) for v in values.dropna()}
+    seen = {_key(v) for v in values.dropna()} - {UNCERTAIN}
     for name in ("utkface5", "fairface7", "fairface4", "deepface6"):
-        choices = DEEPFACE6 if name == "deepface6" else labels.taxonomy(name).labels
+        choices = labels.taxonomy(name).labels
         if seen <= {_key(label) for label in choices}:
             return name
     examples = sorted(shown(v) for v in seen)[:10]
@@ -209,9 +228,7 @@ def guess_race_taxonomy(values: pd.Series) -> str:
 
 def map_race_labels(values: pd.Series, source: str, target: str) -> pd.Series:
     """Races of taxonomy `source` as `target` labels (None where `target` has no counterpart)."""
-    if source == "deepface6":
-        return values.map(lambda v: DEEPFACE_MAPPINGS[target][v], na_action="ignore")
-    return values.map(lambda v: labels.map_race(v, source, target), na_action="ignore")
+    return values.map(lambda v: v if v == UNCERTAIN else labels.map_race(v, source, target), na_action="ignore")
 
 
 def _missing(value) -> bool:
@@ -246,6 +263,7 @@ class Predictions:
     duplicates: int  # rows dropped because their photo already had one (a tool reporting several faces)
     # what was passed over and how often: "line too long", "not a JSON object", "probability outside [0, 1]"
     skipped: dict[str, int] = field(default_factory=dict)
+    model: str | None = None  # the facescope model that made them, where the file names one
 
 
 def load_predictions(path: str | Path, columns: ColumnMap, name: str | None = None) -> Predictions:
@@ -301,7 +319,19 @@ def load_predictions(path: str | Path, columns: ColumnMap, name: str | None = No
             skipped["probability outside [0, 1]"] = skipped.get("probability outside [0, 1]", 0) + int(invalid.sum())
     before = len(table)
     table = table.drop_duplicates("path", keep="first").reset_index(drop=True)
-    return Predictions(name or Path(path).stem, table, taxonomy, before - len(table), skipped)
+    return Predictions(name or Path(path).stem, table, taxonomy, before - len(table), skipped,
+                       model_of(raw))
+
+
+def model_of(raw: pd.DataFrame) -> str | None:
+    """The facescope model named in a predictions file's `model` column (one model a file)."""
+    if "model" not in raw:
+        return None
+    names = sorted({str(m) for m in raw["model"].dropna()})
+    if len(names) > 1:
+        raise ValueError(f"the predictions name several models ({', '.join(shown(n) for n in names[:5])}); "
+                         "audit one model a file")
+    return names[0] if names else None
 
 
 def _path_keys(source: str, root: Path) -> list[str]:
@@ -354,6 +384,8 @@ def join_truth(predictions: Predictions, truth: pd.DataFrame, truth_taxonomy: st
     if "pred_race" in joined and predictions.race_taxonomy:
         joined, note["race_mapping"] = _align_races(joined, predictions.race_taxonomy, truth_taxonomy)
     joined.loc[~joined["face_found"], [c for c in ("pred_gender", "pred_race", "pred_age_bin") if c in joined]] = NO_FACE
+    if "pred_age_years" in joined:  # an age said for a photo without a face (DeepFace's whole-image answer) is none
+        joined.loc[~joined["face_found"], "pred_age_years"] = np.nan
     return joined, note
 
 
@@ -362,14 +394,13 @@ def _align_races(table: pd.DataFrame, tool: str, truth: str) -> tuple[pd.DataFra
     it (FairFace-7 or DeepFace predictions against UTKFace truth), else the tool's (map_truth_races)."""
     if tool == truth:
         return table, {"tool": tool, "truth": truth, "compared_in": truth}
-    if tool == "deepface6" or (tool, truth) in labels.RACE_MAPPINGS:
+    if (tool, truth) in labels.RACE_MAPPINGS:
         mapped = map_race_labels(table["pred_race"], tool, truth)
         lost = table["pred_race"].notna() & mapped.isna()
         note = {"tool": tool, "truth": truth, "compared_in": truth,
-                "mapping": {label: (DEEPFACE_MAPPINGS[truth][label] if tool == "deepface6"
-                                    else labels.map_race(label, tool, truth))
-                            for label in sorted(table["pred_race"].dropna().unique())},
+                "mapping": {label: labels.map_race(label, tool, truth) for label in sorted(table["pred_race"].dropna().unique())},
                 "predictions_without_counterpart": int(lost.sum())}
+        table = map_race_probabilities(table, tool, truth)
         # A predicted race with no counterpart in the truth's taxonomy can never be right: keep it wrong.
         return table.assign(pred_race=mapped.where(~lost, "(" + table["pred_race"].astype(str) + ")")), note
     if (truth, tool) in labels.RACE_MAPPINGS:
@@ -381,10 +412,13 @@ def _align_races(table: pd.DataFrame, tool: str, truth: str) -> tuple[pd.DataFra
 def audit(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str | Path, split: str = "all",
           seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
           min_group_size: int = MIN_GROUP_SIZE, n_boot: int = N_BOOT, output: str | Path = "reports/audit",
-          dataset_format: str | None = None) -> tuple[list, dict, Path]:
+          dataset_format: str | None = None, model: str | Path | None = None,
+          training_splits: str | Path | None = None) -> tuple[list, dict, Path]:
     """Audit one or several tools' predictions against a data set's labels; writes the report folder.
-    Several tools are compared on the photos every one of them has a row for. Returns (runs, context,
-    folder)."""
+    Several tools are compared on the photos every one of them has a row for. Predictions made by a
+    facescope model (a `model` column) are scored only on photos that model did not train on
+    (`model`: its bundle, where it is not installed; `training_splits`: the run's split manifest).
+    Returns (runs, context, folder); context["warnings"] says what was left out and why."""
     from facescope.data import load_dataset
     from facescope.evaluation.report import Run, write_runs_report
     from facescope.evaluation.run import select_records, truth_table
@@ -395,17 +429,19 @@ def audit(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str |
         raise ValueError(f"--output {output}: cannot be a report folder ({error.strerror or error})") from None
     dataset = load_dataset(data, dataset_format)
     records, how = select_records(dataset, split, seed, val_fraction, test_fraction)
+    loaded = [load_predictions(path, columns, name) for name, path, columns in prediction_files]
+    records, warnings = leave_out_training_photos(loaded, records, dataset.records, split, model, training_splits)
     truth = truth_table(records)
     joined, notes = [], []
-    for name, path, columns in prediction_files:
-        table, note = join_truth(load_predictions(path, columns, name), truth, dataset.taxonomy, Path(dataset.root))
+    for predictions in loaded:
+        table, note = join_truth(predictions, truth, dataset.taxonomy, Path(dataset.root))
         joined.append(table)
         notes.append(note)
     common = set.intersection(*(set(table["source"]) for table in joined))
     if not common:
         raise ValueError("no photo is both in the ground truth and in every predictions file; see the paths")
     runs = []
-    for (name, _, _), table, note in zip(prediction_files, joined, notes):
+    for table, note in zip(joined, notes):
         note["not_in_every_file"] = int((~table["source"].isin(common)).sum())
         table = table[table["source"].isin(common)].sort_values("source").reset_index(drop=True)
         result = evaluate(table, min_group_size, n_boot=n_boot, seed=seed)
@@ -413,10 +449,58 @@ def audit(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str |
     context = {
         "estimators": ", ".join(run.name for run in runs), "ground_truth": str(data), "dataset": Path(data).name,
         "format": dataset.format, "data_taxonomy": dataset.taxonomy, "split": split, "split_made_by": how,
-        "faces": len(common), "command": "facescope audit " + " ".join(f"--predictions {p}" for _, p, _ in prediction_files)
-        + f" --data {data}" + (f" --split {split}" if split != "all" else ""),
-        "joins": notes,
+        "faces": len(common),
+        "command": audit_command(prediction_files, data, split, seed, val_fraction, test_fraction, min_group_size,
+                                 n_boot, output, model, training_splits),
+        "joins": notes, "warnings": warnings,
     }
     folder = write_runs_report(runs, Path(output), context)
     (Path(output) / "joins.json").write_text(json.dumps(notes, indent=2, default=str))
     return runs, context, folder
+
+
+def leave_out_training_photos(loaded: list[Predictions], records: list, all_records: list, split: str,
+                              model: str | Path | None, training_splits: str | Path | None) -> tuple[list, list[str]]:
+    """`records` without the photos that the facescope model behind any predictions file trained or
+    validated on, and a warning for each file that had some. A split chosen on purpose (train, val)
+    that holds such photos is refused: its figures would measure memory, not the model."""
+    from facescope.evaluation.training_photos import find_model, seen_sources
+
+    warnings = []
+    for predictions in loaded:
+        if predictions.model is None:
+            continue
+        info = find_model(predictions.model, model)
+        seen = seen_sources(info, all_records, training_splits)
+        hit = sum(r.source in seen for r in records)
+        if not hit:
+            continue
+        if split in ("train", "val"):
+            raise ValueError(f"{predictions.name}: model {info.name!r} trained on {hit} of the {len(records)} photos "
+                             f"of the {split} split; audit photos it has not seen (--split test)")
+        records = [r for r in records if r.source not in seen]
+        warnings.append(f"{predictions.name}: made by facescope model {info.name!r}, which trained on {hit} of these "
+                        f"photos: they are left out, and {len(records)} photos it never saw are audited")
+    return records, warnings
+
+
+def audit_command(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str | Path, split: str, seed: int,
+                  val_fraction: float, test_fraction: float, min_group_size: int, n_boot: int, output: str | Path,
+                  model: str | Path | None, training_splits: str | Path | None) -> str:
+    """The command that reruns an audit exactly. Each file's column map (options and YAML merged) is
+    written beside the report (columns/<n>.yaml) and named by --columns, so no option is lost."""
+    from facescope.evaluation.run import command_line
+
+    folder = Path(output) / "columns"
+    folder.mkdir(parents=True, exist_ok=True)
+    yamls = []
+    for number, (_, _, columns) in enumerate(prediction_files, start=1):
+        values = {f.name: getattr(columns, f.name) for f in fields(columns) if getattr(columns, f.name)}
+        path = folder / f"{number}.yaml"
+        path.write_text(yaml.safe_dump(values, sort_keys=False) if values else "{}\n")
+        yamls.append(path)
+    return command_line("facescope audit", [
+        ("--predictions", [path for _, path, _ in prediction_files]), ("--name", [name for name, _, _ in prediction_files]),
+        ("--columns", yamls), ("--data", data), ("--split", split), ("--seed", seed), ("--val-fraction", val_fraction),
+        ("--test-fraction", test_fraction), ("--min-group-size", min_group_size), ("--n-boot", n_boot),
+        ("--output", output), ("--model", model), ("--training-splits", training_splits)])

@@ -23,6 +23,7 @@ from fairlearn.metrics import MetricFrame, equalized_odds_difference, false_posi
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, mean_absolute_error
 
 from facescope import labels
+from facescope.evaluation.estimated import coverage_table, estimated_group_figures
 from facescope.evaluation.uncertainty import (
     N_BOOT, NO_FACE, WeightedFigures, percentile_interval, resample_weights, resampling_unit,
 )
@@ -474,6 +475,8 @@ class EvaluationResult:
     resampling: str = "face"
     replicates: dict = field(default_factory=dict, repr=False)
     calibration_groups: pd.DataFrame = field(default_factory=pd.DataFrame)  # calibration_by_group's answer  # bootstrap_replicates' answer; not serialised
+    by_estimate: dict = field(default_factory=dict)  # estimated.estimated_group_figures' answer
+    coverage: pd.DataFrame = field(default_factory=pd.DataFrame)  # estimated.coverage_table's answer
 
     def interval(self, metric: str, grouping: str = OVERALL[0], group: str = OVERALL[1]) -> tuple[float, float]:
         """The 95% interval of one figure ((NaN, NaN) without a bootstrap)."""
@@ -494,7 +497,17 @@ class EvaluationResult:
             "cross_taxonomy": self.cross_taxonomy,
             "bootstrap": {"resamples": self.n_boot, "unit": self.resampling, "quantiles": [0.025, 0.975]},
             "intervals": _records(self.intervals),
+            "by_estimated_group": self.by_estimate,
+            "coverage": _records(self.coverage),
         }
+
+
+def race_taxonomy_of(table: pd.DataFrame) -> str | None:
+    """The taxonomy the table's races are compared in (the one whose labels are the race head's)."""
+    if "race" not in evaluated_heads(table):
+        return None
+    order = set(head_labels(table, "race"))
+    return next((t.name for t in labels.TAXONOMIES.values() if set(t.labels) == order), None)
 
 
 def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
@@ -509,6 +522,7 @@ def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
         warnings.simplefilter("ignore", UserWarning)
         by_group = metrics_by_group(table)
         replicates = bootstrap_replicates(table, n_boot, seed) if n_boot else {}
+        orders = {head: head_labels(table, head) for head in evaluated_heads(table)}
         return EvaluationResult(
             overall=overall_metrics(table),
             by_group=by_group,
@@ -524,4 +538,7 @@ def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
             resampling=resampling_unit(table),
             replicates=replicates,
             calibration_groups=calibration_by_group(table),
+            by_estimate=estimated_group_figures(table, orders, race_taxonomy_of(table), min_group_size, n_boot,
+                                                seed, CALIBRATION_BINS, WITHIN_YEARS),
+            coverage=coverage_table(table, orders),
         )

@@ -37,6 +37,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from facescope.document import Document, Image, Section, Table, format_number, spreadsheet_cell  # noqa: E402
+from facescope.heads import DEFAULT_THRESHOLDS  # noqa: E402
 from facescope.evaluation.metrics import (
     CALIBRATION_BINS, OVERALL, POSITIVE_GENDER, STANDARDISED_METRICS, WITHIN_YEARS, EvaluationResult, metric_columns,
     standardised_figure,
@@ -673,7 +674,36 @@ def _detail_sections(runs: list[Run], context: dict) -> list[Section]:
         sections.append(_confusion_section(run, prefix, heading))
         sections.append(_age_section(run, prefix, heading))
         sections.append(_odds_section(run.result, heading))
+        sections.append(_coverage_section(run.result, heading))
     return [s for s in sections if s.blocks]
+
+
+def _coverage_section(result: EvaluationResult, heading: str) -> Section:
+    """Per head, the share of each group's faces still answered at each confidence threshold, and how
+    often those answers are right: which groups lose their answers first as the bar rises."""
+    section = Section(f"Answers kept at each confidence threshold{heading}", [])
+    coverage = result.coverage
+    if coverage.empty:
+        return section
+    section.add("A head answers \"uncertain\" where its top probability is below the threshold. Each cell: the "
+                "share of the group's faces still answered, then the accuracy of those answers (the default "
+                "thresholds are " + ", ".join(f"{h} {p:.0%}" for h, p in DEFAULT_THRESHOLDS.items()) + ").")
+    for head, part in coverage.groupby("head", sort=False):
+        thresholds = sorted(part["threshold"].unique())
+        rows = []
+        for (grouping, group), cells in part.groupby(["grouping", "group"], sort=False):
+            by_threshold = cells.set_index("threshold")
+            rows.append([group if grouping == "overall" else f"{GROUPING_NAMES.get(grouping, grouping)}: {group}",
+                         int(by_threshold["faces"].iloc[0]),
+                         *[_kept(by_threshold.loc[t]) for t in thresholds]])
+        section.add(Section(HEAD_NAMES.get(head, head).capitalize(), [Table(
+            ["group", "faces", *[f"at {t:.0%}" for t in thresholds]], rows)]))
+    return section
+
+
+def _kept(cell: pd.Series) -> str:
+    """A coverage cell: share answered (accuracy of the answers)."""
+    return f"{cell['coverage']:.0%} ({show('gender_accuracy', cell['answered_accuracy'])})"
 
 
 def _joins(context: dict) -> list:

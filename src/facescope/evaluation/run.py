@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from datetime import date
 from pathlib import Path
 
@@ -13,11 +14,13 @@ import pandas as pd
 
 from facescope.data import FaceRecord, LoadedDataset, load_dataset
 from facescope.data.splits import SPLITS, assign_splits
+from facescope.evaluation.estimated import threshold_cost
 from facescope.evaluation.metrics import MIN_GROUP_SIZE, EvaluationResult, evaluate, map_truth_races
 from facescope.evaluation.report import write_report
 from facescope.evaluation.uncertainty import N_BOOT
 from facescope.inference.predictor import Predictor
 from facescope import labels
+from facescope.heads import DEFAULT_THRESHOLDS
 from facescope.inference.results import AgeEstimate, Estimates
 from facescope.bundles import read_bundle_info, resolve_bundle
 from facescope.bundles.card import write_model_card
@@ -27,6 +30,18 @@ log = logging.getLogger(__name__)
 # The figures a bundle's model.json keeps (the report folder keeps all of them).
 BUNDLE_METRICS = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_bin_one_off_accuracy", "age_mae",
                   "age_within_5", "gender_ece", "race_ece", "age_bin_ece")
+
+
+def command_line(command: str, options: list[tuple[str, object]]) -> str:
+    """The shell command that reruns a run: `command` then each option that has a value (None and False
+    are left out, True is a bare flag, a list repeats the option), every value quoted for the shell."""
+    words = command.split()
+    for flag, value in options:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is None or item is False:
+                continue
+            words += [flag] if item is True else [flag, str(item.value if hasattr(item, "value") else item)]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def select_records(dataset: LoadedDataset, split: str, seed: int = 0, val_fraction: float = 0.1,
@@ -142,6 +157,8 @@ def evaluation_section(result: EvaluationResult, context: dict) -> dict:
         "gaps": json.loads(gaps.round(4).to_json(orient="records")),
         "equalized_odds_difference": result.equalized_odds["difference"],
         "age_standardised_gaps": json.loads(result.age_standardised.gaps.round(4).to_json(orient="records")),
+        "by_estimated_group": result.by_estimate,
+        "default_thresholds": {"thresholds": DEFAULT_THRESHOLDS, "cost": threshold_cost(result.coverage)},
         "command": context["command"],
     }
 
@@ -183,10 +200,10 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str = "tes
         "age_mode": predictor.info.age_mode, "split": split, "split_made_by": how, "seed": seed,
         "val_fraction": val_fraction, "test_fraction": test_fraction, "limit": limit, "faces": len(table),
         "unreadable_images": unreadable,
-        "command": " ".join(
-            ["facescope evaluate", f"--model {model or 'default'}", f"--data {data}", f"--split {split}"]
-            + ([f"--seed {seed}"] if seed else []) + ([f"--limit {limit}"] if limit else [])
-        ),
+        "command": command_line("facescope evaluate", [
+            ("--model", model or "default"), ("--data", data), ("--split", split), ("--seed", seed),
+            ("--val-fraction", val_fraction), ("--test-fraction", test_fraction), ("--limit", limit),
+            ("--min-group-size", min_group_size), ("--n-boot", n_boot)]),
     }
     folder = write_report(result, table, Path(output or Path("reports") / predictor.info.name), context)
     if update_bundle:

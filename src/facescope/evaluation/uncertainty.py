@@ -132,6 +132,13 @@ class WeightedFigures:
         return out
 
 
+    def faces(self, mask: np.ndarray) -> dict[str, int]:
+        """How many rows of `mask` each accuracy and age figure is taken over (those with its truth)."""
+        counts = {f"{head}_accuracy": int((mask & data["valid"]).sum()) for head, data in self.heads.items()}
+        counts["age_mae"] = int((mask & self.age_valid).sum())
+        return counts
+
+
 def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
     """The bootstrap's 95% percentile interval (NaN where fewer than half the resamples have a value)."""
     finite = replicates[np.isfinite(replicates)]

@@ -36,6 +36,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
     """Predicts every photo of `source` into `sink`; the closing summary on stderr; the exit status."""
     from facescope.faces.intake import display_name
+    from facescope.inference.error_figures import withhold_uncertain_faces
     from facescope.inference.predictor import INTERNAL_ERROR
 
     annotate = sink.annotate
@@ -46,6 +47,7 @@ def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
             typer.echo(f"error: {error}", err=True)
             return 2
     model = predictor.make()
+    thresholds = predictor.answer_thresholds
     sources, names, skipped = local_photos(source)
     try:
         writer = sink.open(model.info.heads)
@@ -61,6 +63,7 @@ def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
     try:
         for photo, result in progress:
             faces += len(result.faces)
+            withhold_uncertain_faces(result, thresholds)
             if result.error:
                 failed.append(result.error)
                 internal += result.error.startswith(INTERNAL_ERROR)

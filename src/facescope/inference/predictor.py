@@ -28,6 +28,7 @@ from facescope.faces import FaceDetector, ImageReadError, Photo, align_face, fin
 from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD
 from facescope.faces.options import check_detection_options, default
 from facescope.faces.intake import Channels
+from facescope.inference.error_figures import ErrorFigures
 from facescope.inference.results import AgeEstimate, Estimates, FaceResult, ImageResult, LabelEstimate
 
 # What `predict` takes: a path, encoded bytes (bytes, bytearray, memoryview), a binary file object, a PIL
@@ -55,6 +56,8 @@ class Predictor:
                  min_face_size: float = MIN_FACE_SIZE, also: Iterable[str | Path] = ()):
         self.also = [str(m) for m in also]  # the keys of each face's by_model: the names as passed
         self.models: list[LoadedBundle] = [load_bundle(resolve_bundle(m), threads) for m in (model, *self.also)]
+        # Each model's measured figures by estimated group, paired with every estimate it makes.
+        self.error_figures = [ErrorFigures(m.info) for m in self.models]
         self._detector = detector
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.max_faces = max_faces
@@ -82,11 +85,11 @@ class Predictor:
 
     def estimate_crops(self, crops: np.ndarray, model: int = 0) -> list[Estimates]:
         """Estimates for N x S x S x 3 uint8 RGB crops in model `model`'s framing and size, batched."""
-        bundle = self.models[model]
+        bundle, figures = self.models[model], self.error_figures[model]
         out = []
         for start in range(0, len(crops), self.batch_size):
             probs = bundle.run(crops[start:start + self.batch_size])
-            out += [estimates(bundle.info, {name: values[n] for name, values in probs.items()})
+            out += [figures.attach(estimates(bundle.info, {name: values[n] for name, values in probs.items()}))
                     for n in range(len(crops[start:start + self.batch_size]))]
         return out
 
@@ -161,12 +164,13 @@ class Predictor:
         try:
             return self._analyse(source, name, aligned, channels, detection)
         except ImageReadError as error:
-            return ImageResult(path=name, error=str(error)), [], []
+            return ImageResult(path=name, model=self.info.name, error=str(error)), [], []
         except TypeError as error:  # not an image type at all: this input's error, like an unreadable file
-            return ImageResult(path=name, error=f"{name}: {error}"), [], []
+            return ImageResult(path=name, model=self.info.name, error=f"{name}: {error}"), [], []
         except Exception as error:  # a bug must not stop a run of 100,000 photos: it is this photo's record
             log.exception("%s while analysing %s", INTERNAL_ERROR, name)
-            return ImageResult(path=name, error=f"{INTERNAL_ERROR} on {name}: {type(error).__name__}: {error}"), [], []
+            error = f"{INTERNAL_ERROR} on {name}: {type(error).__name__}: {error}"
+            return ImageResult(path=name, model=self.info.name, error=error), [], []
 
     def _analyse(self, source: ImageSource, name: str, aligned: bool, channels: Channels,
                  detection: dict) -> tuple[ImageResult, list, list]:
@@ -174,7 +178,8 @@ class Predictor:
         check_detection_options(detection)
         photo = read_photo(source, name=name, channels=channels)
         detections, crops, found = self._locate(photo, aligned, detection)
-        result = ImageResult(path=name, width=photo.width, height=photo.height, faces_found=found,
+        result = ImageResult(path=name, model=self.info.name, width=photo.width, height=photo.height,
+                             faces_found=found,
                              frames=photo.frames if photo.frames > 1 else None)
         return result, detections, crops
 

@@ -25,17 +25,33 @@ def _absent(value) -> bool:
     return value is None
 
 
+class MeasuredError(BaseModel):
+    """How often this model's estimate was right (or how far off) on the test faces it estimated like
+    this one: the most specific group of estimates with enough test faces (facescope.inference.error_figures)."""
+
+    figure: str = Field(description="gender_accuracy, race_accuracy, age_mae or age_bin_accuracy")
+    value: float
+    interval: list[float] | None = Field(default=None, description="95% bootstrap interval")
+    faces: int = Field(description="test faces behind the figure")
+    grouping: str = Field(description='which grouping of estimates the figure is from ("estimated age group", ...)')
+    group: str = Field(description='the group, as the estimates name it ("0-2 / Female")')
+    text: str = Field(description='the figure in words: "gender right 67% for faces estimated 0-2"')
+
+
 class AgeEstimate(BaseModel):
     years: float | None = Field(description="expected age in years, kept inside `bin`'s range so that the two "
                                 "never disagree (None for a model trained on age groups only)")
-    bin: str = Field(description="most likely of the 9 FairFace age groups")
+    bin: str = Field(description='most likely of the 9 FairFace age groups, or "uncertain" below the confidence '
+                     "threshold (then `years` is withheld too)")
     bin_probs: dict[str, float]
     years_std: float | None = Field(default=None, description="spread of the age distribution: an uncertainty")
+    measured: MeasuredError | None = Field(default=None, exclude_if=_absent)
 
 
 class LabelEstimate(BaseModel):
-    label: str
+    label: str = Field(description='the most likely label, or "uncertain" below the confidence threshold')
     probs: dict[str, float]
+    measured: MeasuredError | None = Field(default=None, exclude_if=_absent)
 
 
 class Estimates(BaseModel):
@@ -80,6 +96,8 @@ class FaceResult(Estimates):
 
 class ImageResult(BaseModel):
     path: str
+    model: str | None = Field(default=None, exclude_if=_absent,
+                              description="the model that made the estimates (its model.json name)")
     width: int | None = Field(default=None, description="the photo's width in its own pixels (boxes use these)")
     height: int | None = None
     faces: list[FaceResult] = Field(default=[], description="the faces shown: the largest `faces_found`, "
@@ -94,8 +112,8 @@ class ImageResult(BaseModel):
     def csv_rows(self, heads: Sequence[Head]) -> Iterator[dict]:
         """The result's CSV rows (columns: `csv_columns(heads)`): one per face, numbered from 1 as on the
         annotated photo and the web page; one row without a face for a photo with none (or an error)."""
-        base = {"path": spreadsheet_cell(self.path), "width": self.width, "height": self.height,
-                "faces_found": self.faces_found, "error": spreadsheet_cell(self.error)}
+        base = {"path": spreadsheet_cell(self.path), "model": spreadsheet_cell(self.model), "width": self.width,
+                "height": self.height, "faces_found": self.faces_found, "error": spreadsheet_cell(self.error)}
         if not self.faces:
             yield base
         for number, face in enumerate(self.faces, start=1):
@@ -114,7 +132,7 @@ class ImageResult(BaseModel):
         return annotate_photo(source, self.faces, max_side)
 
 
-_PHOTO_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score"]
+_PHOTO_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score"]
 
 
 def csv_columns(heads: Sequence[Head]) -> list[str]:
@@ -137,4 +155,5 @@ def _cells(estimate: AgeEstimate | LabelEstimate | None) -> tuple:
         return None, None
     if isinstance(estimate, AgeEstimate):
         return estimate.years, estimate.bin
-    return estimate.label, estimate.probs[estimate.label]
+    # The top probability, also where the answer was withheld as "uncertain".
+    return estimate.label, max(estimate.probs.values())

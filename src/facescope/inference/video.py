@@ -629,12 +629,16 @@ def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
     """The video engine (facescope.engines; `facescope predict VIDEO`): JSON lines on the sink, flushed per
     record (a live source is read as it goes); the closing summary with latency on stderr. Returns the
     exit status: 1 when the file cannot be read or frames of it could not be decoded, 2 when --annotate
-    names a file already there."""
+    names a file already there or thresholds were asked for."""
     import typer
 
     from facescope.faces import FaceDetector, ImageReadError
 
     (argument,) = source.arguments
+    if predictor.thresholds is not None:
+        typer.echo("error: --threshold is for photos: a video's tracks pool every frame's probabilities and "
+                   "answer with them", err=True)
+        return 2
     try:  # a FIFO or a device named .mp4 would block the decoder: refused before it opens anything
         open_video(argument)
     except ImageReadError as error:

@@ -25,8 +25,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from facescope.faces import ImageReadError
 from facescope.faces import options as face_options
-from facescope.heads import labels_by_output
+from facescope.heads import DEFAULT_THRESHOLDS, labels_by_output, parse_thresholds
 from facescope.bundles.card import card_json
+from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult
 from facescope.serving.security import ClientGone, ClientWork, run_for_client
@@ -101,6 +102,10 @@ class ModelCard(BaseModel):
     must_not_be_used_for: list[str]
     evaluation: dict[str, Any] = Field(
         description="figures overall and per group, as recorded in model.json (empty until evaluated)"
+    )
+    thresholds: dict[str, float] = Field(
+        description="each head's default confidence threshold: below it the head answers \"uncertain\" "
+                    "(`thresholds` of /api/v1/predict sets others)"
     )
     card: dict[str, Any] = Field(
         description='the model card, section by section: {"sections": [{"title", "paragraphs", "tables": '
@@ -216,9 +221,24 @@ detection_options.__signature__ = inspect.Signature([
 ])
 
 
+def threshold_options(
+    request: Request,
+    thresholds: str | None = Query(None, description="HEAD=P items, comma-separated: a head whose top "
+                                   "probability is below P answers \"uncertain\" (its probabilities are kept); "
+                                   "\"none\" answers everything; default "
+                                   + ",".join(f"{h}={p:g}" for h, p in DEFAULT_THRESHOLDS.items())),
+) -> dict[str, float]:
+    """The confidence threshold of each head for a request: below it, the head's answer is withheld."""
+    try:
+        return parse_thresholds(thresholds, _predictor(request).info.heads)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
+
+
 @api.post("/predict", openapi_extra=_PHOTO_BODY, responses=_PREDICT_ERRORS)
 async def predict(request: Request, annotate: bool = False,
-                  detection: dict[str, Any] = Depends(detection_options)) -> PredictionResult:
+                  detection: dict[str, Any] = Depends(detection_options),
+                  bars: dict[str, float] = Depends(threshold_options)) -> PredictionResult:
     """Age, gender and race estimates for every face in one photo (at most `max_faces`, largest first).
 
     The photo comes as a multipart upload (field `file`), or as JSON with the photo's bytes in base64:
@@ -237,12 +257,13 @@ async def predict(request: Request, annotate: bool = False,
                 raise HTTPException(422, "no photo: send it in the multipart field `file`")
             filename, data, content_type = upload.filename or "upload", await upload.read(), upload.content_type
         _check_photo(data, content_type, settings)
-    return await _predict(request, predictor, data, filename, detection, annotate)
+    return await _predict(request, predictor, data, filename, detection, bars, annotate)
 
 
 @api.post("/predict/batch", openapi_extra=_BATCH_BODY, responses=_BATCH_ERRORS)
 async def predict_batch(request: Request, annotate: bool = False,
-                        detection: dict[str, Any] = Depends(detection_options)) -> list[PredictionResult]:
+                        detection: dict[str, Any] = Depends(detection_options),
+                        bars: dict[str, float] = Depends(threshold_options)) -> list[PredictionResult]:
     """Several photos in one multipart request (one file part each, field `files`): one result per
     photo, in order, each exactly what `/api/v1/predict` answers for it. A photo that cannot be
     analysed (not an image, too large, truncated, out of time) is its own result with `error` set; the
@@ -264,16 +285,16 @@ async def predict_batch(request: Request, annotate: bool = False,
             try:
                 data = await upload.read()
                 _check_photo(data, upload.content_type, settings)
-                results.append(await _predict(request, predictor, data, filename, detection, annotate))
+                results.append(await _predict(request, predictor, data, filename, detection, bars, annotate))
             except HTTPException as error:  # this photo's error; the others go on
-                results.append(PredictionResult(path=filename, error=str(error.detail)))
+                results.append(PredictionResult(path=filename, model=predictor.info.name, error=str(error.detail)))
             finally:
                 await upload.close()  # each photo's bytes go as soon as it is done
     return results
 
 
 async def _predict(request: Request, predictor: Predictor, data: bytes, filename: str, detection: dict[str, Any],
-                   annotate: bool) -> PredictionResult:
+                   bars: dict[str, float], annotate: bool) -> PredictionResult:
     """One photo's answer, within the time limit and the server's gate; its failures as HTTP errors."""
     state = _state(request)
     settings = state.settings
@@ -285,7 +306,7 @@ async def _predict(request: Request, predictor: Predictor, data: bytes, filename
             raise TimeoutError
         try:
             client.check()
-            result = predictor.predict_image(data, name=filename, **detection)
+            result = withhold_uncertain_faces(predictor.predict_image(data, name=filename, **detection), bars)
             answer = PredictionResult(**dict(result))
             if annotate:
                 client.check()
@@ -318,7 +339,8 @@ def model_card(request: Request) -> ModelCard:
         race_taxonomy=info.race_taxonomy,
         labels=ModelLabels(**labels_by_output(info.heads)),
         training_data=info.training_data, licence=info.licence, intended_use=info.intended_use,
-        must_not_be_used_for=list(info.must_not_be_used_for), evaluation=info.evaluation, card=card_json(info),
+        must_not_be_used_for=list(info.must_not_be_used_for), evaluation=info.evaluation,
+        thresholds={head.name: DEFAULT_THRESHOLDS.get(head.name, 0.0) for head in info.heads}, card=card_json(info),
     )
 
 

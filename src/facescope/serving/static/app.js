@@ -96,7 +96,7 @@ async function analyse(file, number) {
   let response, result;
   try {
     // Annotated by the server: the photo to download, and to show where the browser cannot show the file.
-    response = await fetch("/api/v1/predict?annotate=true", { method: "POST", body: form });
+    response = await fetch(`/api/v1/predict?${predictQuery()}`, { method: "POST", body: form });
     result = await response.json();
   } catch (error) {
     return { result: { path: name, faces: [], faces_found: 0, error: `the server could not be reached (${error.message})` } };
@@ -130,7 +130,7 @@ function summarise() {
       + (failed ? `; ${failed} could not be analysed.` : "."), failed === results.length);
   }
   $("results-summary").textContent = faces
-    ? "How each face appears to the model, with its measured error for faces of that group."
+    ? "How each face appears to the model, with how often the model is wrong for test faces it estimated alike."
       + " Point at or tap a card to find its face, or a box to find its card."
     : "";
 }
@@ -225,19 +225,23 @@ function stem(path) {
 
 // The same columns as `facescope predict --format csv`, one row per face (one for a photo without any), faces
 // numbered from 1 as on the boxes, the cards, the annotated photo and the command line's CSV.
-const CSV_COLUMNS = ["path", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
+const CSV_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
   "age_bin", "gender", "gender_prob", "race", "race_prob", "error"];
 
+// The top probability, also where the answer was withheld as "uncertain" (as the CLI writes it).
+const topProbability = (probs) => Math.max(...Object.values(probs));
+
 function csvRows(result) {
-  const base = { path: result.path, width: result.width, height: result.height, faces_found: result.faces_found, error: result.error };
+  const base = { path: result.path, model: result.model, width: result.width, height: result.height,
+    faces_found: result.faces_found, error: result.error };
   if (!result.faces.length) return [base];
   // Faces numbered from 1, as on the photo, on the cards and in the CLI's CSV; an output the model does
   // not have leaves its cells empty.
   return result.faces.map((face, index) => ({
     ...base, face: index + 1, x1: face.box[0], y1: face.box[1], x2: face.box[2], y2: face.box[3], score: face.score,
     age_years: face.age?.years, age_bin: face.age?.bin,
-    gender: face.gender?.label, gender_prob: face.gender?.probs[face.gender.label],
-    race: face.race?.label, race_prob: face.race?.probs[face.race.label],
+    gender: face.gender?.label, gender_prob: face.gender && topProbability(face.gender.probs),
+    race: face.race?.label, race_prob: face.race && topProbability(face.race.probs),
   }));
 }
 
@@ -275,6 +279,10 @@ function estimateLine(estimate) {
   const ranked = Object.entries(estimate.probs).sort((a, b) => b[1] - a[1]);
   const [[label, p], runnerUp] = ranked;
   const name = (value) => value.replaceAll("_", " ");
+  if (estimate.label === "uncertain") {
+    return element("span", { class: "estimate uncertain" }, "uncertain",
+      element("span", { class: "runner-up" }, ` (${name(label)} at most ${percent(p)})`));
+  }
   if (p >= CONFIDENT) {
     return element("span", { class: "estimate confident" }, name(label), element("span", { class: "share" }, ` ${percent(p)}`));
   }
@@ -283,15 +291,24 @@ function estimateLine(estimate) {
     runnerUp ? element("span", { class: "runner-up" }, `, or ${name(runnerUp[0])} (${percent(runnerUp[1])})`) : "");
 }
 
-// The model's measured error for faces like this one, in words, from the card's per-race figures
-// (the test faces whose labelled race is the one estimated here).
-function groupError(task, race) {
-  const group = modelCard?.evaluation?.by_race?.[race];
-  if (!group) return null;
-  const faces = `${race.replaceAll("_", " ")} test faces (${group.n})`;
-  if (task === "age" && typeof group.age_mae === "number") return `off by ${group.age_mae.toFixed(1)} years on average for ${faces}`;
-  const accuracy = group[`${task}_accuracy`];
-  return typeof accuracy === "number" ? `wrong on ${percent(1 - accuracy)} of ${faces}` : null;
+// The query of a prediction: the annotated photo, and the confidence every answer must reach (the
+// page's one control sets every head's; empty: the defaults).
+function predictQuery() {
+  const query = new URLSearchParams({ annotate: "true" });
+  const sure = $("min-confidence")?.value;
+  if (sure !== undefined && sure !== "") {
+    const bar = Math.min(100, Math.max(0, Number(sure))) / 100;
+    // Every head the model has (the card lists each with its default threshold).
+    const heads = Object.keys(modelCard?.thresholds ?? {});
+    if (heads.length) query.set("thresholds", heads.map((head) => `${head}=${bar}`).join(","));
+  }
+  return query.toString();
+}
+
+// The model's measured figure for faces estimated like this one (the API's `measured`, from the most
+// specific group of estimates with enough test faces), in words.
+function measuredNote(estimate) {
+  return estimate?.measured?.text ?? null;
 }
 
 function estimateRow(title, value, note) {
@@ -301,18 +318,20 @@ function estimateRow(title, value, note) {
 function faceCard(face, photo, number) {
   // An output the model does not have (a race head it was never taught) is left out of the card.
   const age = face.age;
-  const race = face.race?.label;
-  const errorFor = (task) => (race === undefined ? null : groupError(task, race));
   const years = age && age.years !== null
     ? `about ${Math.round(age.years)}${age.years_std !== null ? ` (± ${Math.round(age.years_std)})` : ""}`
     : null;
   const summary = element("dl", { class: "estimates" },
-    ...(age ? estimateRow("Age", years ?? `${age.bin}`, errorFor("age")) : []),
-    ...(face.gender ? estimateRow("Gender", estimateLine(face.gender), errorFor("gender")) : []),
-    ...(face.race ? estimateRow("Race", estimateLine(face.race), errorFor("race")) : []));
+    ...(age ? estimateRow("Age", age.bin === "uncertain" ? `uncertain${years ? ` (${years})` : ""}` : years ?? `${age.bin}`,
+      measuredNote(age)) : []),
+    ...(face.gender ? estimateRow("Gender", estimateLine(face.gender), measuredNote(face.gender)) : []),
+    ...(face.race ? estimateRow("Race", estimateLine(face.race), measuredNote(face.race)) : []));
   const ageDetails = element("dl", { class: "age" });
   if (years !== null) ageDetails.append(element("dt", {}, "Years"), element("dd", {}, years));
-  if (age) ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${age.bin} (${percent(age.bin_probs[age.bin])})`));
+  if (age) {
+    const [topBin, topShare] = Object.entries(age.bin_probs).sort((a, b) => b[1] - a[1])[0];
+    ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${topBin} (${percent(topShare)})`));
+  }
 
   const card = element("li", { class: "face-card", id: `face-${photo}-${number}`, tabindex: "0", style: colourStyle(number) },
     element("h4", {},
