@@ -59,5 +59,9 @@ def evaluate_command(
         typer.echo(line)
     if result.cross_taxonomy:
         note = result.cross_taxonomy
-        typer.echo(f"truth races mapped {note['source']} -> {note['target']}: {note['rows_dropped']} faces dropped")
+        if note.get("mapped") == "predictions":
+            typer.echo(f"the model's {note['source']} races scored in the data's {note['target']} (each coarse race "
+                       "the sum of its fine ones)")
+        else:
+            typer.echo(f"truth races mapped {note['source']} -> {note['target']}: {note['rows_dropped']} faces dropped")
     typer.echo(f"report: {folder / 'report.html'} (and report.md)")

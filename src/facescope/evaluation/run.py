@@ -108,7 +108,7 @@ def predictions_table(predictor: Predictor, records: list[FaceRecord],
         raise ValueError("no faces to evaluate: the selected split is empty")
     truth, cross_taxonomy, views = truth_table(records), None, {}
     model_taxonomy = predictor.info.race_taxonomy
-    if model_taxonomy and taxonomy != model_taxonomy:
+    if model_taxonomy and taxonomy != model_taxonomy and any(r.race for r in records):
         if (model_taxonomy, taxonomy) in labels.RACE_MAPPINGS:
             views["race"] = (model_taxonomy, taxonomy)
             cross_taxonomy = {"source": model_taxonomy, "target": taxonomy, "rows_kept": len(truth), "rows_dropped": 0,
