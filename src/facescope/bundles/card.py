@@ -17,15 +17,9 @@ from facescope import __version__, labels
 from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
 from facescope.data.loaders import FORMATS
+from facescope.figures import GROUPING_NAMES, metric_name, show, show_difference, show_interval
 from facescope.heads import DEFAULT_THRESHOLDS
 
-FIGURE_NAMES = {
-    "n": "faces", "gender_accuracy": "gender accuracy", "race_accuracy": "race accuracy",
-    "age_bin_accuracy": "age group accuracy", "age_bin_one_off_accuracy": "age group right or next group",
-    "age_mae": "age error (years)", "age_within_5": "ages within 5 years", "gender_ece": "gender calibration error",
-    "race_ece": "race calibration error", "age_bin_ece": "age group calibration error",
-}
-GROUPING_NAMES = {"race": "race", "race x gender": "race x gender"}
 
 
 def _description(dataset) -> str:
@@ -35,31 +29,9 @@ def _description(dataset) -> str:
     return spec.description if spec else ""
 
 
-def _figure_name(key: str) -> str:
-    return FIGURE_NAMES.get(key, key.replace("_", " "))
-
-
-def _is_share(key: str) -> bool:
-    return key not in ("n", "age_mae") and not key.endswith("_ece")
-
-
-def _show(key: str, value) -> str | int | float:
-    """A figure as the card shows it: shares as percentages, years to 2 decimals, ECE to 3."""
-    if value is None or isinstance(value, str):
-        return "–" if value is None else value
-    if key == "n":
-        return int(value)
-    if _is_share(key):
-        return f"{100 * value:.1f}%"
-    return f"{value:.2f}" if key == "age_mae" else f"{value:.3f}"
-
-
 def _with_interval(key: str, value, interval) -> str:
-    shown = _show(key, value)
-    if not interval:
-        return str(shown)
-    low, high = interval
-    return f"{shown} ({_show(key, low)} – {_show(key, high)})"
+    shown = show(key, value)
+    return f"{shown} ({show_interval(key, *interval)})" if interval else shown
 
 
 def _detector_thresholds() -> tuple[str, str]:
@@ -75,7 +47,7 @@ def _detector_thresholds() -> tuple[str, str]:
 
 def _groups_table(rows: dict[str, dict], intervals: dict[str, dict]) -> Table:
     columns = list(next(iter(rows.values())).keys())
-    return Table(["group", *[_figure_name(c) for c in columns]],
+    return Table(["group", *[metric_name(c) for c in columns]],
                  [[group, *[_with_interval(c, figures.get(c), intervals.get(group, {}).get(c)) if c != "n"
                             else int(figures.get(c, 0)) for c in columns]] for group, figures in rows.items()])
 
@@ -92,7 +64,7 @@ def _evaluation_sections(evaluation: dict, title: str) -> list[Section]:
            else " (none recorded: rerun `facescope evaluate --update-bundle`)."),
         f"Reproduce: `{evaluation.get('command')}`",
         Section("Overall", [Table(["figure", "value (95% interval)"],
-                                  [[_figure_name(k), _with_interval(k, v, overall_intervals.get(k))]
+                                  [[metric_name(k), _with_interval(k, v, overall_intervals.get(k))]
                                    for k, v in evaluation.get("overall", {}).items()])]),
     ]
     for key, interval_key, name in (("by_race", "by_race", "By race"),
@@ -103,9 +75,9 @@ def _evaluation_sections(evaluation: dict, title: str) -> list[Section]:
     if gaps:
         parts.append(Section(f"Gaps between groups (groups of at least {evaluation.get('min_group_size')} faces)", [
             Table(["grouping", "figure", "lowest", "highest", "difference (95% interval)"],
-                  [[g["grouping"], _figure_name(g["metric"]),
-                    f"{g['lowest_group']} ({_show(g['metric'], g['lowest'])})",
-                    f"{g['highest_group']} ({_show(g['metric'], g['highest'])})",
+                  [[GROUPING_NAMES.get(g["grouping"], g["grouping"]), metric_name(g["metric"]),
+                    f"{g['lowest_group']} ({show(g['metric'], g['lowest'])})",
+                    f"{g['highest_group']} ({show(g['metric'], g['highest'])})",
                     _difference(g)] for g in gaps])]))
     if evaluation.get("equalized_odds_difference") is not None:
         parts.append(f"Equalized-odds difference of the gender estimate across races (Female the positive "
@@ -116,7 +88,7 @@ def _evaluation_sections(evaluation: dict, title: str) -> list[Section]:
         parts.append(Section("Race gaps, raw and with every race given the same age mix", [
             "What remains after age standardisation is not an age effect.",
             Table(["figure", "raw gap", "same-age-mix gap"],
-                  [[_figure_name(g["metric"]), _gap(g["metric"], g["raw_gap"]), _gap(g["metric"], g["standardised_gap"])]
+                  [[metric_name(g["metric"]), show_difference(g["metric"], g["raw_gap"]), show_difference(g["metric"], g["standardised_gap"])]
                    for g in standardised])]))
     return [Section(title, parts)]
 
@@ -136,7 +108,7 @@ def _estimated_sections(evaluation: dict) -> list[Section]:
             "The faces the model estimated in each age group (a user knows the estimate, not the truth); "
             "each estimate is shown with the figure of the most specific such group with at least "
             f"{(evaluation.get('by_estimated_group') or {}).get('min_faces', 30)} test faces (test faces in brackets).",
-            Table(["estimated age group", *[_figure_name(f) for f in shown]], rows)]))
+            Table(["estimated age group", *[metric_name(f) for f in shown]], rows)]))
     cost = (evaluation.get("default_thresholds") or {}).get("cost", [])
     if cost:
         parts.append(Section("What the default confidence thresholds cost each group", [
@@ -145,26 +117,16 @@ def _estimated_sections(evaluation: dict) -> list[Section]:
             Table(["head", "threshold", "group", "faces", "answered", "accuracy answered", "accuracy if all answered"],
                   [[c["head"], f"{c['threshold']:.0%}", c["group"] if c["grouping"] == "overall" else
                     f"{c['grouping']}: {c['group']}", int(c["faces"]), f"{c['coverage']:.0%}",
-                    _show("gender_accuracy", c["answered_accuracy"]), _show("gender_accuracy", c["accuracy"])]
+                    show("gender_accuracy", c["answered_accuracy"]), show("gender_accuracy", c["accuracy"])]
                    for c in cost])]))
     return parts
 
 
-def _gap(key: str, value: float | None) -> str:
-    if value is None:  # a figure the evaluation could not compute
-        return "–"
-    return f"{100 * value:.1f} points" if _is_share(key) else (f"{value:.2f} years" if key == "age_mae" else f"{value:.3f}")
-
-
 def _difference(gap: dict) -> str:
-    text = _gap(gap["metric"], gap["difference"])
+    text = show_difference(gap["metric"], gap["difference"])
     if gap.get("difference_low") is None or gap.get("difference") is None:
         return text
-    key, low, high = gap["metric"], gap["difference_low"], gap["difference_high"]
-    if _is_share(key):
-        return f"{text} ({100 * low:.1f} to {100 * high:.1f})"
-    digits = 2 if key == "age_mae" else 3
-    return f"{text} ({low:.{digits}f} to {high:.{digits}f})"
+    return f"{text} ({show_interval(gap['metric'], gap['difference_low'], gap['difference_high'], difference=True)})"
 
 
 def card_document(info: BundleInfo) -> Document:

@@ -23,6 +23,7 @@ from fairlearn.metrics import MetricFrame, equalized_odds_difference, false_posi
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, mean_absolute_error
 
 from facescope import labels
+from facescope.figures import WITHIN_YEARS
 from facescope.evaluation.estimated import coverage_table, estimated_group_figures
 from facescope.evaluation.uncertainty import (
     N_BOOT, NO_FACE, WeightedFigures, percentile_interval, resample_weights, resampling_unit,
@@ -39,7 +40,6 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
     "age_bin x gender": ("age_bin", "gender"),
 }
 CALIBRATION_BINS = 15
-WITHIN_YEARS = 5
 MIN_GROUP_SIZE = 30
 POSITIVE_GENDER = "Female"  # the positive label of the gender head's equalized odds
 STANDARDISED_METRICS = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae")

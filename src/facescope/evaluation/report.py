@@ -43,17 +43,10 @@ from facescope.evaluation.metrics import (
     standardised_figure,
 )
 from facescope.evaluation.uncertainty import percentile_interval
+from facescope.figures import (
+    GROUPING_NAMES, HEAD_NAMES, LOWER_IS_BETTER, is_share, metric_name, show, show_difference, show_interval,
+)
 
-LOWER_IS_BETTER = ("_ece", "_mae", "_missed_rate")  # figure name endings where a smaller value is the better one
-HEAD_NAMES = {"gender": "gender", "race": "race", "age_bin": "age group"}
-METRIC_NAMES = {
-    "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
-    "ece": "calibration error (ECE)", "one_off_accuracy": "right or next group",
-}
-SPECIAL_NAMES = {"age_mae": "age error (years, mean absolute)", f"age_within_{WITHIN_YEARS}":
-                 f"ages within {WITHIN_YEARS} years", "detection_missed_rate": "missed-face rate"}
-GROUPING_NAMES = {"race": "race", "gender": "gender", "age_bin": "age group", "race x gender": "race × gender",
-                  "race x age_bin": "race × age group", "age_bin x gender": "age group × gender"}
 HEADLINE = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_bin_one_off_accuracy", "age_mae",
             f"age_within_{WITHIN_YEARS}", "gender_ece", "race_ece", "age_bin_ece", "detection_missed_rate"]
 # The figures whose largest gaps the summary states, and the groupings it looks across.
@@ -79,53 +72,6 @@ class Run:
     name: str
     result: EvaluationResult
     table: pd.DataFrame
-
-
-def metric_name(metric: str) -> str:
-    """A figure's readable name: gender_accuracy -> "gender accuracy"."""
-    if metric in SPECIAL_NAMES:
-        return SPECIAL_NAMES[metric]
-    for head, head_name in HEAD_NAMES.items():
-        if metric.startswith(head + "_") and metric.removeprefix(head + "_") in METRIC_NAMES:
-            return f"{head_name} {METRIC_NAMES[metric.removeprefix(head + '_')]}"
-    return metric.replace("_", " ")
-
-
-def is_share(metric: str) -> bool:
-    """Figures shown as percentages (their differences in percentage points)."""
-    return not metric.endswith(("_ece", "_mae"))
-
-
-def show(metric: str, value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if is_share(metric):
-        return f"{100 * value:.1f}%"
-    return f"{value:.2f}" if metric.endswith("_mae") else f"{value:.3f}"
-
-
-def show_difference(metric: str, value: float) -> str:
-    if value is None or math.isnan(value):
-        return "–"
-    if is_share(metric):
-        return f"{100 * value:.1f} points"
-    return f"{value:.2f} years" if metric.endswith("_mae") else f"{value:.3f}"
-
-
-def _fixed(value: float, digits: int) -> str:
-    """A number to `digits` decimals, never "-0.0"."""
-    text = f"{value:.{digits}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
-
-
-def show_interval(metric: str, low: float, high: float, difference: bool = False) -> str:
-    if low is None or math.isnan(low):
-        return "–"
-    if difference:
-        scale = 100 if is_share(metric) else 1
-        digits = 1 if is_share(metric) else (2 if metric.endswith("_mae") else 3)
-        return f"{_fixed(scale * low, digits)} to {_fixed(scale * high, digits)}"
-    return f"{show(metric, low)} – {show(metric, high)}"
 
 
 def write_report(result: EvaluationResult, table: pd.DataFrame, folder: Path, context: dict) -> Path:
