@@ -90,46 +90,44 @@ def _known_taxonomy(name: str | None) -> str | None:
     return name
 
 
-class OutputSchema(_Closed):
+class _HeadDeclaration(_Closed):
+    """An output that declares a head: a known taxonomy, and a valid head (`head()`, each format's own)."""
+
+    taxonomy: str | None = None
+
+    @field_validator("taxonomy")
+    @classmethod
+    def _taxonomy(cls, name: str | None) -> str | None:
+        return _known_taxonomy(name)
+
+    @model_validator(mode="after")
+    def _is_a_head(self) -> "_HeadDeclaration":
+        self.head()  # a label head without a taxonomy, an age head with one: a ValueError naming the head
+        return self
+
+    def head(self) -> Head:
+        raise NotImplementedError
+
+
+class OutputSchema(_HeadDeclaration):
     """Format 3: one output tensor and the head it answers."""
 
     tensor: Text
     name: Text
     kind: Literal[KINDS]
-    taxonomy: str | None = None
     truth: str | None = None
-
-    @field_validator("taxonomy")
-    @classmethod
-    def _taxonomy(cls, name: str | None) -> str | None:
-        return _known_taxonomy(name)
-
-    @model_validator(mode="after")
-    def _is_a_head(self) -> "OutputSchema":
-        self.head()  # a label head without a taxonomy, an age head with one: a ValueError naming the head
-        return self
 
     def head(self) -> Head:
         return Head(self.name, self.kind, self.taxonomy, self.truth)
 
 
-class Format2OutputSchema(_Open):
+class Format2OutputSchema(_HeadDeclaration):
     """Format 2: outputs named by task; `name` is the tensor's."""
 
+    model_config = ConfigDict(extra="allow")  # as _Open: later keys kept
     task: Literal["gender", "race", "age"]
     name: Text
-    taxonomy: str | None = None
     age_mode: Literal["years", "bins"] | None = None
-
-    @field_validator("taxonomy")
-    @classmethod
-    def _taxonomy(cls, name: str | None) -> str | None:
-        return _known_taxonomy(name)
-
-    @model_validator(mode="after")
-    def _is_a_head(self) -> "Format2OutputSchema":
-        self.head()
-        return self
 
     @property
     def tensor(self) -> str:
