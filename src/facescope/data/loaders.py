@@ -321,6 +321,29 @@ FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
 )}
 
 
+def face_rule(record: FaceRecord) -> str:
+    """Which detected face a record's labels belong to: its data set's rule (a record's own box wins over it
+    where the caller has one)."""
+    spec = FORMATS.get(record.dataset)
+    return spec.face_rule if spec else "largest"
+
+
+UTK48_HEADER = "age,ethnicity,gender,img_name,pixels"
+
+
+def utk48_labelled(record: FaceRecord) -> bool:
+    """Whether a record can be a row of the UTK 48x48 CSV: an age in years, a gender and a UTKFace race."""
+    return record.age_years is not None and bool(record.gender) and bool(record.race) and record.taxonomy == "utkface5"
+
+
+def utk48_row(record: FaceRecord, grey: np.ndarray) -> str:
+    """The record as a row of the UTK 48x48 CSV (UTKFace's codes for ethnicity and gender), its face the
+    48x48 grey `grey`."""
+    gender_code = next(code for code, gender in UTK_GENDERS.items() if gender == record.gender)
+    return (f"{int(record.age_years)},{labels.UTKFACE5.index(record.race)},{gender_code},"
+            f"{Path(record.source).name},{' '.join(map(str, grey.ravel()))}")
+
+
 def detect_format(path: Path) -> str:
     """Name the dataset format at `path`, or raise with what is understood and what was found."""
     path = Path(path)

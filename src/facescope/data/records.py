@@ -32,7 +32,7 @@ class FaceRecord:
     dataset: str = ""  # the data set the record comes from (a key of facescope.data.loaders.FORMATS)
     person: str | None = None  # who is pictured, where the data set says (LFW): splits keep a person together
     # The labelled face's box (x1, y1, x2, y2) where the data set gives one; else the data set's face
-    # rule (FORMATS[dataset].face_rule) says which detected face the labels belong to.
+    # rule (data.loaders.face_rule) says which detected face the labels belong to.
     box: tuple[float, float, float, float] | None = None
 
 

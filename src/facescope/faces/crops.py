@@ -18,8 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from facescope import labels
-from facescope.data.loaders import FORMATS, UTK_GENDERS
+from facescope.data.loaders import UTK48_HEADER, face_rule, utk48_labelled, utk48_row
 from facescope.data.records import FaceRecord
 from facescope.faces.align import CANONICAL, Framing
 from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD, FaceDetector
@@ -37,12 +36,6 @@ def record_image(record: FaceRecord) -> np.ndarray:
     if record.pixels is not None:
         return np.repeat(record.pixels[:, :, None], 3, axis=2)
     return read_image(record.source)
-
-
-def face_rule(record: FaceRecord) -> str:
-    """Which face the record's labels belong to: its data set's rule (a record's box wins over it)."""
-    spec = FORMATS.get(record.dataset)
-    return spec.face_rule if spec else "largest"
 
 
 def record_crop(record: FaceRecord, size: int, framing: Framing = CANONICAL) -> np.ndarray | None:
@@ -114,8 +107,7 @@ def write_utk48_csv(records: list[FaceRecord], path: Path, cache_dir: Path | Non
     """The records' faces as the UTK 48x48 grey CSV one seed project used (age, ethnicity, gender,
     img_name, pixels), aligned by the face pipeline; returns (rows written, faces not found). Ethnicity
     and gender use UTKFace's codes, so only records with all three labels in UTKFace's taxonomy are written."""
-    codes = {gender: code for code, gender in UTK_GENDERS.items()}
-    usable = [r for r in records if r.age_years is not None and r.gender and r.race and r.taxonomy == "utkface5"]
+    usable = [r for r in records if utk48_labelled(r)]
     if not usable:
         lacking = [name for name, has in (("age in years", lambda r: r.age_years is not None),
                                           ("gender", lambda r: r.gender),
@@ -132,13 +124,12 @@ def write_utk48_csv(records: list[FaceRecord], path: Path, cache_dir: Path | Non
     partial = path.with_name(path.name + ".partial")
     written = 0
     with partial.open("w", newline="") as handle:
-        handle.write("age,ethnicity,gender,img_name,pixels\n")
+        handle.write(UTK48_HEADER + "\n")
         for record, crop, found in zip(usable, aligned.images, aligned.found):
             if not found:
                 continue
             grey = np.rint(crop.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])).astype(np.uint8)
-            handle.write(f"{int(record.age_years)},{labels.UTKFACE5.index(record.race)},{codes[record.gender]},"
-                         f"{Path(record.source).name},{' '.join(map(str, grey.ravel()))}\n")
+            handle.write(utk48_row(record, grey) + "\n")
             written += 1
     if not written:
         partial.unlink()
