@@ -1,6 +1,6 @@
 """A model with a fourth output, declared once (a `Head`), goes through every layer untouched: it loads,
 predicts (the new output under its own name in the JSON), is drawn, written as CSV and Parquet, pooled
-over a video track, described in the model card, and served by the API."""
+over a video track, described in the model card, evaluated, and served by the API."""
 
 from __future__ import annotations
 
@@ -145,3 +145,18 @@ def test_a_fourth_output_is_described_and_served(four_outputs, photo):
     expected = withhold_uncertain_faces(predictor.predict_image(photo.read_bytes(), name="two.png"), DEFAULT_THRESHOLDS)
     assert body == expected.model_dump(mode="json")
     assert all(face["race_fairface"]["label"] in labels.FAIRFACE7.labels for face in body["faces"])
+
+
+def test_a_fourth_output_is_evaluated_beside_the_three(four_outputs, utkface_dir, tmp_path, monkeypatch):
+    """`facescope evaluate` on the four-output bundle: the three outputs are scored as ever, and the fourth's
+    probabilities are in the predictions it writes, under its own name."""
+    monkeypatch.setenv("FACESCOPE_CACHE", str(tmp_path / "cache"))
+    outcome = CliRunner().invoke(app, ["evaluate", "--model", str(four_outputs), "--data", str(utkface_dir),
+                                       "--split", "test", "--limit", "30", "--n-boot", "20",
+                                       "--output", str(tmp_path / "report")])
+    assert outcome.exit_code == 0, outcome.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert {"gender_accuracy", "race_accuracy", "age_mae"} <= set(metrics["overall"])
+    with open(tmp_path / "report" / "predictions.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    assert {f"p_race_fairface_{label}" for label in labels.FAIRFACE7.labels} <= set(header)
