@@ -133,7 +133,7 @@ def main() -> None:
                   enters=2 * args.fps)
         records, elapsed = facescope_predict(str(clip))
         frames = [r for r in records if r["type"] == "frame"]
-        print(f"| source | frames processed | frames/s | latency median | latency p95 | dropped |")
+        print("| source | frames processed | frames/s | latency median | latency p95 | dropped |")
         print("|---|---|---|---|---|---|")
         file_latency = [f["latency_ms"] for f in frames]
         print(f"| file, {len(frames)} frames of {SIZE[0]}x{SIZE[1]} (whole command: {elapsed:.1f} s) | {len(frames)} "

@@ -13,6 +13,7 @@ from PIL import Image
 
 from facescope.data import detect_format, load_dataset
 from facescope.data.loaders import UnknownDatasetLayout
+from facescope.data.records import FaceRecord
 from facescope.data.splits import assign_splits, write_split_manifest
 from facescope.data.stats import write_stats
 from facescope.labels import AGE_BIN_LABELS, taxonomy
@@ -189,3 +190,19 @@ def test_stats_report(utkface, tmp_path):
     assert "61_1_20170109142408075.jpg.chip.jpg" in report and "| Others | 1,436 | 7.1% |" in report
     for name in ("age_histogram", "race", "gender", "age_bin", "race_x_gender", "race_x_age_bin"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_a_split_manifest_over_two_race_taxonomies_reads_back_each_row_in_its_own(tmp_path, utkface_dir):
+    from facescope.data.splits import read_split_manifest
+
+    crops = _real_crops(utkface_dir, 2)
+    records = [FaceRecord(str(crops[0]), 30.0, "30-39", "Female", "Asian", "utkface5", crops[0].name, dataset="utkface"),
+               FaceRecord(str(crops[1]), None, "20-29", "Male", "East Asian", "fairface7", crops[1].name,
+                          dataset="fairface")]
+    path = write_split_manifest(records, ["train", "test"], tmp_path / "splits.csv")
+    with pytest.raises(ValueError, match="one taxonomy"):  # as a data set to evaluate: one taxonomy or none
+        load_dataset(path)
+    dataset = read_split_manifest(path)
+    assert [(r.race, r.taxonomy, r.partition, r.dataset) for r in dataset.records] == [
+        ("Asian", "utkface5", "train", "utkface"), ("East Asian", "fairface7", "test", "fairface")]
+    assert dataset.taxonomy == "fairface7" and not dataset.skipped

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from facescope import labels
 from facescope.cli import app
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
-from facescope.inference.video import FaceLook, FrameSampler, TrackPool, is_live, is_video_source
+from facescope.inference.sources import is_live, is_video_source
+from facescope.inference.video import FaceLook, FrameSampler, TrackPool
 from tests.conftest import load_benchmark
 
 FPS, FRAMES, ENTERS = 10, 30, 10

@@ -231,8 +231,8 @@ def card_document(info: BundleInfo) -> Document:
                     f"Decision threshold: after training, {head} " + ", ".join(
                         f"{label}'s logit was raised by {value:g} (its odds times {math.exp(value):.2f})"
                         for label, value in by_label.items()) +
-                    ", chosen on the validation splits so that women and men are read wrong equally often "
-                    "(benchmarks/gender_shift.py).")
+                    " (`export --logit-shift`; for gender, benchmarks/gender_shift.py chooses it on the validation "
+                    "splits so that women and men are read wrong equally often).")
     quantitative = (_evaluation_sections(evaluation, "Quantitative analyses") if evaluation else
                     [Section("Quantitative analyses", ["No evaluation figures yet: run `facescope evaluate "
                                                         "--update-bundle`."])])

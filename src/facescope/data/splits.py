@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facescope.data.records import FaceRecord
+from facescope.data.loaders import load_manifest
+from facescope.data.records import FaceRecord, LoadedDataset
 
 SPLITS = ("train", "val", "test")
 
@@ -70,3 +71,11 @@ def write_split_manifest(records: list[FaceRecord], splits: list[str], path: Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return path
+
+
+def read_split_manifest(path: Path) -> LoadedDataset:
+    """A split manifest as write_split_manifest wrote it: each row's race in its own row's taxonomy (a run
+    over several data sets mixes them), its split in `partition`."""
+    dataset = load_manifest(Path(path), per_row_taxonomy=True)
+    dataset.warn_skipped()
+    return dataset

@@ -573,7 +573,7 @@ def build_document(runs: list[Run], context: dict) -> Document:
 
 def _comparison_section(runs: list[Run]) -> Section:
     differences = estimator_differences(runs)
-    section = Section(f"Estimators compared, group by group",
+    section = Section("Estimators compared, group by group",
                       [f"Each estimator's figure minus {runs[0].name}'s on the same photos, with the 95% interval "
                        "of the difference (paired bootstrap). Bold: the interval excludes zero."])
     minimum = runs[0].result.min_group_size

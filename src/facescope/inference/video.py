@@ -46,7 +46,6 @@ from facescope import labels
 from facescope.faces.align import align_face
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
 from facescope.inference.sources import Inputs, Kind, classify, is_live, open_video
-from facescope.inference.sources import is_video_source  # noqa: F401 (where video callers have found it)
 
 if TYPE_CHECKING:
     from facescope.engines import PredictorSpec

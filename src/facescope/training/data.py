@@ -14,8 +14,8 @@ import torch
 
 from facescope import labels
 from facescope.data import FaceRecord, detect_format, load_dataset
-from facescope.data.loaders import FORMATS, load_manifest
-from facescope.data.splits import SPLITS, assign_splits, write_split_manifest
+from facescope.data.loaders import FORMATS
+from facescope.data.splits import SPLITS, assign_splits, read_split_manifest, write_split_manifest
 from facescope.faces.align import Framing
 from facescope.faces.crops import build_crops
 from facescope.heads import Head
@@ -114,7 +114,7 @@ def calibration_crops(run_splits: Path, count: int, size: int, framing: Framing,
     what int8 quantization calibrates its ranges on, so they are the ranges the network saw in training."""
     if not run_splits.is_file():
         raise FileNotFoundError(f"{run_splits} is missing")
-    records = [r for r in load_manifest(run_splits, per_row_taxonomy=True).records if r.partition == "train"]
+    records = [r for r in read_split_manifest(run_splits).records if r.partition == "train"]
     if not records:
         raise ValueError(f"{run_splits}: no training records")
     sample = random.Random(seed).sample(records, min(count, len(records)))
@@ -140,7 +140,7 @@ def prepare_data(config: TrainConfig, run_splits: Path) -> TrainingData:
         raise ValueError("give every data set a weight, or none")
     mix = {detect_format(path): float(weight) for path, weight in sources if weight is not None}
     if config.splits:
-        dataset = load_dataset(config.splits, format="manifest")
+        dataset = read_split_manifest(config.splits)
         records, splits = dataset.records, [r.partition or "" for r in dataset.records]
     else:
         records, splits = [], []
