@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facescope.heads import Head, standard_heads
 from facescope.paths import data_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +50,28 @@ def predictor(bundle_dir: Path):
     from facescope.inference.predictor import Predictor
 
     return Predictor(bundle_dir)
+
+
+# A fourth output beside the usual three, declared once: FairFace's 7 races beside the model's UTKFace 5,
+# learning from the same records (tests/test_heads_end_to_end.py takes it through every layer).
+FOURTH_OUTPUT = Head("race_fairface", "label", "fairface7", truth="race")
+FOUR_OUTPUT_HEADS = (*standard_heads("utkface5"), FOURTH_OUTPUT)
+
+
+@pytest.fixture(scope="session")
+def four_output_bundle(tmp_path_factory) -> Path:
+    """A small untrained bundle with FOUR_OUTPUT_HEADS, its weights large so that answers differ by face."""
+    torch = pytest.importorskip("torch")
+    from facescope.faces.align import CANONICAL
+    from facescope.model.export import export_bundle
+    from facescope.model.network import MultiTaskNet
+
+    torch.manual_seed(0)
+    model = MultiTaskNet("small_cnn", FOUR_OUTPUT_HEADS, pretrained=False).eval()
+    for head in model.heads.values():
+        torch.nn.init.normal_(head.weight, std=10.0)
+    checkpoint = {"input_size": 48, "framing": CANONICAL.to_json(), "provenance": [], "recipe": []}
+    return export_bundle(model, tmp_path_factory.mktemp("bundle") / "four", checkpoint)
 
 
 def compose_canvas(crops: list[Path], size: tuple[int, int] = (900, 400), gap: int = 40) -> tuple[np.ndarray, list]:

@@ -19,6 +19,7 @@ from facescope import labels
 from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
 from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
+from facescope.inference.results import csv_columns
 from facescope.serving.app import MULTIPART_OVERHEAD, create_app
 
 PREDICT = "/api/v1/predict"
@@ -115,6 +116,13 @@ def test_model_card(client: TestClient, predictor: Predictor):
     assert card["labels"] == {
         "gender": list(labels.GENDERS), "race": list(info.race_labels), "age_bins": list(labels.AGE_BIN_LABELS),
     }
+    # Each output the page shows and writes, in the model's order, and the CLI's CSV header.
+    assert [head["name"] for head in card["heads"]] == ["gender", "race", "age"]
+    assert [head["kind"] for head in card["heads"]] == ["label", "label", info.heads[2].kind]
+    assert [head["csv_columns"] for head in card["heads"]] == [
+        ["gender", "gender_prob"], ["race", "race_prob"], ["age_years", "age_bin"]]
+    assert card["heads"][1]["labels"] == list(info.race_labels)
+    assert card["csv_columns"] == csv_columns(info.heads)
     assert card["training_data"] == info.training_data
     assert card["evaluation"] == info.evaluation  # overall and per group, as model.json records them
     assert card["licence"] == info.licence and "non-commercial" in card["licence"]

@@ -18,7 +18,7 @@ from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
 from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.serving.app import create_app
-from tests.conftest import compose_canvas
+from tests.conftest import FOUR_OUTPUT_HEADS, compose_canvas
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,6 +58,13 @@ def _serving(predictor: Predictor):
 @pytest.fixture(scope="module")
 def server_url(predictor: Predictor):
     with _serving(predictor) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def four_output_url(four_output_bundle):
+    """The page of a model with a fourth output beside age, gender and race (tests.conftest)."""
+    with _serving(Predictor(four_output_bundle)) as url:
         yield url
 
 
@@ -144,6 +151,9 @@ def test_upload_shows_numbered_boxes_and_a_card_per_face(page, predictor: Predic
         expect(card.locator("h4")).to_contain_text(f"Face {index + 1}")
         expect(card.locator(".age")).to_contain_text("Age bin")
         expect(card.locator(".prob-bar")).to_have_count(bars_per_card)
+        # The model's three outputs, in the words the page has always used.
+        expect(card.locator(".estimates dt")).to_have_text(["Age", "Gender", "Race"])
+        expect(card.locator(".all-probs h5")).to_have_text(["Age", "Gender (apparent)", "Race (apparent)"])
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)  # to look at when it fails
     assert page.errors == []
 
@@ -206,6 +216,10 @@ def test_model_card_names_every_training_data_set_and_test_set(open_page, evalua
     for dataset in datasets:
         expect(details).to_contain_text(f"{dataset['title']}: ")
         expect(details).to_contain_text(dataset["licence"])
+    # A column per output the figures cover, in the words the page has always used.
+    main_table = details.locator("table").first
+    expect(main_table.locator("thead th")).to_have_text(["Group", "Faces", "Gender wrong", "Race wrong", "Age off by"])
+    expect(details).to_contain_text('"Age off by" is the average error in years.')
     others = predictor.info.evaluation["other_datasets"]
     assert len(others) == 2
     rows = details.locator("#other-test-sets tbody tr")
@@ -373,4 +387,58 @@ def test_the_confidence_control_withholds_answers_on_every_card(page, predictor:
         expect(estimates).to_contain_text("uncertain")
         top = max(face[head]["probs"], key=face[head]["probs"].get).replace("_", " ")
         expect(estimates).to_contain_text(f"{top} at most")
+    assert page.errors == []
+
+
+def test_a_fourth_output_is_on_every_card_and_in_the_csv(open_page, four_output_url: str, four_output_bundle,
+                                                          two_faces):
+    """The page follows the model's outputs: a model with a fourth one (`race_fairface`) shows it on each
+    face's card, names its labels in the model card, and writes its two columns in the CSV, whose header
+    is the CLI's for the same model."""
+    from playwright.sync_api import expect
+
+    from facescope import labels
+    from facescope.inference.results import csv_columns
+
+    page = open_page({"width": 1280, "height": 1000}, four_output_url)
+    details = page.locator("#model-details")
+    expect(details).to_contain_text("race fairface labels (fairface7): " + ", ".join(
+        label.replace("_", " ") for label in labels.FAIRFACE7.labels))
+    page.set_input_files("#file-input", str(two_faces))
+    expect(page.locator("#status")).to_contain_text("Found 2 faces")
+    with page.expect_download() as caught:
+        page.click("#download-json")
+    [result] = json.loads(Path(caught.value.path()).read_text())
+    predictor = Predictor(four_output_bundle)
+    expected = withhold_uncertain_faces(predictor.predict_image(two_faces.read_bytes(), name=two_faces.name),
+                                        DEFAULT_THRESHOLDS).model_dump(mode="json")
+    assert result == expected
+
+    cards = page.locator(".face-card")
+    expect(cards).to_have_count(2)
+    for card, face in zip(cards.all(), result["faces"]):
+        # Ages first, then the labels in the model's order, as the CSV and the annotated photo order them.
+        expect(card.locator(".estimates dt")).to_have_text(["Age", "Gender", "Race", "Race fairface"])
+        expect(card.locator(".all-probs h5")).to_have_text(
+            ["Age", "Gender (apparent)", "Race (apparent)", "Race fairface"])
+        expect(card.locator(".prob-bar")).to_have_count(len(labels.GENDERS) + len(labels.UTKFACE5.labels)
+                                                        + len(labels.FAIRFACE7.labels))
+        extra = face["race_fairface"]
+        top = max(extra["probs"], key=extra["probs"].get)
+        expect(card.locator(".estimates dd").nth(3)).to_contain_text(top.replace("_", " "))
+        expect(card.locator(".prob-bar[aria-label^='Race fairface: ']")).to_have_count(len(labels.FAIRFACE7.labels))
+        expect(card.locator(f".prob-bar[aria-label='Race fairface: {top} {round(100 * extra['probs'][top])}%']")
+               ).to_have_count(1)
+
+    with page.expect_download() as caught:
+        page.click("#download-csv")
+    text = Path(caught.value.path()).read_text()
+    assert text.splitlines()[0] == ",".join(csv_columns(FOUR_OUTPUT_HEADS))  # `facescope predict -f csv`'s header
+    rows = list(csv.DictReader(io.StringIO(text)))
+    for row, face in zip(rows, result["faces"], strict=True):
+        extra = face["race_fairface"]
+        assert row["race_fairface"] == extra["label"]
+        assert float(row["race_fairface_prob"]) == pytest.approx(max(extra["probs"].values()))
+        assert (row["race"], row["gender"]) == (face["race"]["label"], face["gender"]["label"])
+        assert float(row["age_years"]) == pytest.approx(face["age"]["years"])
     assert page.errors == []

@@ -17,32 +17,19 @@ torch = pytest.importorskip("torch")
 
 from facescope import labels  # noqa: E402
 from facescope.cli import app  # noqa: E402
-from facescope.faces.align import CANONICAL  # noqa: E402
-from facescope.heads import DEFAULT_THRESHOLDS, Head, standard_heads  # noqa: E402
+from facescope.heads import DEFAULT_THRESHOLDS, standard_heads  # noqa: E402
 from facescope.inference.predictor import Predictor  # noqa: E402
 from facescope.inference.error_figures import withhold_uncertain_faces  # noqa: E402
 from facescope.inference.results import LabelEstimate, csv_columns  # noqa: E402
-from facescope.model.export import export_bundle  # noqa: E402
-from facescope.model.network import MultiTaskNet  # noqa: E402
-from tests.conftest import compose_canvas  # noqa: E402
+from tests.conftest import FOUR_OUTPUT_HEADS, compose_canvas  # noqa: E402
 
-# The only declaration: FairFace's 7 races beside the model's UTKFace 5, learning from the same records.
-EXTRA = Head("race_fairface", "label", "fairface7", truth="race")
-HEADS = (*standard_heads("utkface5"), EXTRA)
+# The only declaration (tests.conftest): FairFace's 7 races beside the model's UTKFace 5, learning from the
+# same records.
+HEADS = FOUR_OUTPUT_HEADS
 # The CSV columns of today's three outputs, in their order: they stay as they are (`model`: the model
 # that made the row's estimates).
 THREE_OUTPUT_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score",
                         "age_years", "age_bin", "gender", "gender_prob", "race", "race_prob", "error"]
-
-
-@pytest.fixture(scope="module")
-def four_outputs(tmp_path_factory):
-    torch.manual_seed(0)
-    model = MultiTaskNet("small_cnn", HEADS, pretrained=False).eval()
-    for head in model.heads.values():  # large weights: answers that differ by face
-        torch.nn.init.normal_(head.weight, std=10.0)
-    checkpoint = {"input_size": 48, "framing": CANONICAL.to_json(), "provenance": [], "recipe": []}
-    return export_bundle(model, tmp_path_factory.mktemp("bundle") / "four", checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +46,12 @@ def test_the_three_outputs_keep_their_csv_columns():
     assert csv_columns(HEADS) == THREE_OUTPUT_COLUMNS[:-1] + ["race_fairface", "race_fairface_prob", "error"]
 
 
-def test_a_fourth_output_loads_predicts_and_is_written_drawn_and_pooled(four_outputs, photo, tmp_path):
-    predictor = Predictor(four_outputs)
+def test_a_fourth_output_loads_predicts_and_is_written_drawn_and_pooled(four_output_bundle, photo, tmp_path):
+    predictor = Predictor(four_output_bundle)
     assert predictor.info.heads == HEADS
 
     # Predicted: under its own name, next to the usual three.
-    outcome = CliRunner().invoke(app, ["predict", str(photo), "--model", str(four_outputs)])
+    outcome = CliRunner().invoke(app, ["predict", str(photo), "--model", str(four_output_bundle)])
     assert outcome.exit_code == 0, outcome.output
     record = json.loads(outcome.stdout)
     assert len(record["faces"]) == 2
@@ -78,7 +65,7 @@ def test_a_fourth_output_loads_predicts_and_is_written_drawn_and_pooled(four_out
     assert record == withhold_uncertain_faces(predictor.predict_image(photo), DEFAULT_THRESHOLDS).model_dump(mode="json")
 
     # Written as CSV: its own two columns, the values the JSON has.
-    as_csv = CliRunner().invoke(app, ["predict", str(photo), "--model", str(four_outputs), "-f", "csv"])
+    as_csv = CliRunner().invoke(app, ["predict", str(photo), "--model", str(four_output_bundle), "-f", "csv"])
     assert as_csv.exit_code == 0, as_csv.output
     assert as_csv.stdout.splitlines()[0] == ",".join(csv_columns(HEADS))
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
@@ -106,7 +93,8 @@ def test_a_fourth_output_loads_predicts_and_is_written_drawn_and_pooled(four_out
     original = np.asarray(Image.open(photo).convert("RGB"))
     assert drawn.shape[1] == original.shape[1] and not np.array_equal(drawn[: original.shape[0]], original)
     annotated = tmp_path / "annotated"
-    outcome = CliRunner().invoke(app, ["predict", str(photo), "--model", str(four_outputs), "--annotate", str(annotated)])
+    outcome = CliRunner().invoke(app, ["predict", str(photo), "--model", str(four_output_bundle),
+                                       "--annotate", str(annotated)])
     assert outcome.exit_code == 0 and (annotated / "two.annotated.jpg").is_file()
 
     # Pooled over a video track: the same outputs, the new one under its own name.
@@ -121,13 +109,13 @@ def test_a_fourth_output_loads_predicts_and_is_written_drawn_and_pooled(four_out
     assert summary["race_fairface"]["probs"] == pytest.approx(face.race_fairface.probs, abs=1e-4)
 
 
-def test_a_fourth_output_is_described_and_served(four_outputs, photo):
+def test_a_fourth_output_is_described_and_served(four_output_bundle, photo):
     from fastapi.testclient import TestClient
 
     from facescope.bundles.card import render_model_card
     from facescope.serving.app import create_app
 
-    predictor = Predictor(four_outputs)
+    predictor = Predictor(four_output_bundle)
     card = render_model_card(predictor.info)
     assert "four heads: gender (Female, Male), race (utkface5: " in card
     assert f"race_fairface (fairface7: {', '.join(labels.FAIRFACE7.labels)})" in card
@@ -137,6 +125,15 @@ def test_a_fourth_output_is_described_and_served(four_outputs, photo):
     model = client.get("/api/v1/model").json()
     assert model["labels"] == {"gender": list(labels.GENDERS), "race": list(labels.UTKFACE5.labels),
                                "age_bins": list(labels.AGE_BIN_LABELS), "race_fairface": list(labels.FAIRFACE7.labels)}
+    # What the page reads to show and write each output: every head in the model's order, its kind and
+    # its CSV columns, and the whole CSV header, the CLI's.
+    assert [(head["name"], head["kind"], head["taxonomy"]) for head in model["heads"]] == [
+        ("gender", "label", "gender"), ("race", "label", "utkface5"), ("age", "age_years", None),
+        ("race_fairface", "label", "fairface7")]
+    assert model["heads"][3]["labels"] == list(labels.FAIRFACE7.labels)
+    assert model["heads"][3]["csv_columns"] == ["race_fairface", "race_fairface_prob"]
+    assert model["heads"][2]["labels"] == list(labels.AGE_BIN_LABELS)
+    assert model["csv_columns"] == csv_columns(HEADS)
     answer = client.post("/api/v1/predict", params={"annotate": "true"},
                          files={"file": ("two.png", photo.read_bytes(), "image/png")})
     assert answer.status_code == 200, answer.text
@@ -147,11 +144,11 @@ def test_a_fourth_output_is_described_and_served(four_outputs, photo):
     assert all(face["race_fairface"]["label"] in labels.FAIRFACE7.labels for face in body["faces"])
 
 
-def test_a_fourth_output_is_evaluated_beside_the_three(four_outputs, utkface_dir, tmp_path, monkeypatch):
+def test_a_fourth_output_is_evaluated_beside_the_three(four_output_bundle, utkface_dir, tmp_path, monkeypatch):
     """`facescope evaluate` on the four-output bundle: the three outputs are scored as ever, and the fourth's
     probabilities are in the predictions it writes, under its own name."""
     monkeypatch.setenv("FACESCOPE_CACHE", str(tmp_path / "cache"))
-    outcome = CliRunner().invoke(app, ["evaluate", "--model", str(four_outputs), "--data", str(utkface_dir),
+    outcome = CliRunner().invoke(app, ["evaluate", "--model", str(four_output_bundle), "--data", str(utkface_dir),
                                        "--split", "test", "--limit", "30", "--n-boot", "20",
                                        "--output", str(tmp_path / "report")])
     assert outcome.exit_code == 0, outcome.output

@@ -25,11 +25,11 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from facescope.faces import ImageReadError
 from facescope.faces import options as face_options
-from facescope.heads import DEFAULT_THRESHOLDS, labels_by_output, parse_thresholds
+from facescope.heads import DEFAULT_THRESHOLDS, Head, labels_by_output, parse_thresholds
 from facescope.bundles.card import card_json
 from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
-from facescope.inference.results import ImageResult
+from facescope.inference.results import ImageResult, csv_columns, head_columns
 from facescope.serving.security import ClientGone, ClientWork, run_for_client
 from facescope.serving.settings import Settings
 
@@ -88,6 +88,25 @@ class ModelLabels(BaseModel):
     age_bins: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
+class ModelHead(BaseModel):
+    """One output of the model (facescope.heads.Head), as a client needs it to show and write its answers."""
+
+    name: str = Field(description="the output's key in every face of a prediction")
+    kind: Literal["label", "age_years", "age_bins"] = Field(
+        description='"label": a label with its probabilities (`label`, `probs`); "age_years": years and the '
+                    'age group (`years`, `years_std`, `bin`, `bin_probs`); "age_bins": the age group only')
+    taxonomy: str | None = Field(description="a label output's taxonomy (facescope.labels); null for an age output")
+    labels: list[str] = Field(description="a label output's labels, an age output's age groups, in order")
+    csv_columns: list[str] = Field(description="its two CSV columns: `<name>`, `<name>_prob` for a label output "
+                                               "(the answer, its top probability); `<name>_years`, `<name>_bin` for "
+                                               "an age output")
+
+    @classmethod
+    def of(cls, head: Head) -> "ModelHead":
+        return cls(name=head.name, kind=head.kind, taxonomy=head.taxonomy,
+                   labels=next(iter(labels_by_output((head,)).values())), csv_columns=list(head_columns(head)))
+
+
 class ModelCard(BaseModel):
     name: str
     backbone: str
@@ -96,6 +115,10 @@ class ModelCard(BaseModel):
                                              'null: the model has no age output')
     race_taxonomy: str | None = Field(description="the taxonomy of the race labels; null: no race output")
     labels: ModelLabels
+    heads: list[ModelHead] = Field(description="the model's outputs, in its order: what each face of a "
+                                               "prediction holds besides its box")
+    csv_columns: list[str] = Field(description="the columns of the model's results as CSV, as `facescope predict "
+                                               "--format csv` writes them (facescope.inference.results.csv_columns)")
     training_data: dict[str, Any]
     licence: str
     intended_use: str
@@ -338,6 +361,7 @@ def model_card(request: Request) -> ModelCard:
         name=info.name, backbone=info.backbone, input_size=info.input_size, age_mode=info.age_mode,
         race_taxonomy=info.race_taxonomy,
         labels=ModelLabels(**labels_by_output(info.heads)),
+        heads=[ModelHead.of(head) for head in info.heads], csv_columns=csv_columns(info.heads),
         training_data=info.training_data, licence=info.licence, intended_use=info.intended_use,
         must_not_be_used_for=list(info.must_not_be_used_for), evaluation=info.evaluation,
         thresholds={head.name: DEFAULT_THRESHOLDS.get(head.name, 0.0) for head in info.heads}, card=card_json(info),

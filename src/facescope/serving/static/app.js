@@ -223,26 +223,28 @@ function stem(path) {
   return base.includes(".") ? base.slice(0, base.lastIndexOf(".")) : base;
 }
 
-// The same columns as `facescope predict --format csv`, one row per face (one for a photo without any), faces
-// numbered from 1 as on the boxes, the cards, the annotated photo and the command line's CSV.
-const CSV_COLUMNS = ["path", "model", "width", "height", "faces_found", "face", "x1", "y1", "x2", "y2", "score", "age_years",
-  "age_bin", "gender", "gender_prob", "race", "race_prob", "error"];
-
 // The top probability, also where the answer was withheld as "uncertain" (as the CLI writes it).
 const topProbability = (probs) => Math.max(...Object.values(probs));
 
-function csvRows(result) {
+// One row per face (one for a photo without any), faces numbered from 1 as on the boxes, the cards, the
+// annotated photo and the command line's CSV; each output in the two columns the model card names for it
+// (an age output: years, age group; a label output: the answer, its top probability).
+function csvRows(result, heads) {
   const base = { path: result.path, model: result.model, width: result.width, height: result.height,
     faces_found: result.faces_found, error: result.error };
   if (!result.faces.length) return [base];
-  // Faces numbered from 1, as on the photo, on the cards and in the CLI's CSV; an output the model does
-  // not have leaves its cells empty.
-  return result.faces.map((face, index) => ({
-    ...base, face: index + 1, x1: face.box[0], y1: face.box[1], x2: face.box[2], y2: face.box[3], score: face.score,
-    age_years: face.age?.years, age_bin: face.age?.bin,
-    gender: face.gender?.label, gender_prob: face.gender && topProbability(face.gender.probs),
-    race: face.race?.label, race_prob: face.race && topProbability(face.race.probs),
-  }));
+  return result.faces.map((face, index) => {
+    const row = { ...base, face: index + 1, x1: face.box[0], y1: face.box[1], x2: face.box[2], y2: face.box[3],
+      score: face.score };
+    for (const head of heads) {
+      const estimate = face[head.name];
+      if (!estimate) continue; // left empty, as the CLI leaves it
+      const [answer, detail] = head.csv_columns;
+      Object.assign(row, isAge(head) ? { [answer]: estimate.years, [detail]: estimate.bin }
+        : { [answer]: estimate.label, [detail]: topProbability(estimate.probs) });
+    }
+    return row;
+  });
 }
 
 function csvCell(value) {
@@ -253,10 +255,20 @@ function csvCell(value) {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
+// The same columns as `facescope predict --format csv` for this model: the model card lists them.
 function resultsCsv() {
-  const rows = analysed.flatMap((answer) => csvRows(answer.result));
-  return [CSV_COLUMNS, ...rows.map((row) => CSV_COLUMNS.map((column) => row[column]))]
+  const columns = modelCard.csv_columns;
+  const rows = analysed.flatMap((answer) => csvRows(answer.result, modelCard.heads));
+  return [columns, ...rows.map((row) => columns.map((column) => row[column]))]
     .map((cells) => cells.map(csvCell).join(",")).join("\r\n") + "\r\n";
+}
+
+function downloadCsv() {
+  if (!modelCard?.csv_columns) {
+    setStatus("The CSV needs the model card, which could not be loaded: the JSON download holds every result.", true);
+    return;
+  }
+  download(new Blob([resultsCsv()], { type: "text/csv" }), "facescope-results.csv");
 }
 
 function probabilityList(estimate, name) {
@@ -311,38 +323,77 @@ function measuredNote(estimate) {
   return estimate?.measured?.text ?? null;
 }
 
+// ---------------------------------------------------------------- the model's outputs
+
+// What the page calls an output: the usual three as ever ("Gender", and "Gender (apparent)" over its
+// probabilities), any other by its name ("race_fairface": "Race fairface").
+const HEAD_TITLES = {
+  age: ["Age", "Age"], gender: ["Gender", "Gender (apparent)"], race: ["Race", "Race (apparent)"],
+};
+
+function headTitle(headName, long = false) {
+  const titles = HEAD_TITLES[headName];
+  if (titles) return titles[long ? 1 : 0];
+  const words = headName.replaceAll("_", " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+// An age output (years and age group, or age group only) as opposed to a label output.
+const isAge = (head) => head.kind !== "label";
+
+// The outputs a face's card shows, as the model card lists them: ages first, then the labels, each in the
+// model's order (the order of the CSV columns and of the words on the annotated photo). Without the model
+// card, those the face itself holds.
+function shownHeads(face) {
+  const heads = modelCard?.heads ?? Object.entries(face)
+    .filter(([, value]) => value && typeof value === "object" && ("probs" in value || "bin_probs" in value))
+    .map(([headName, value]) => ({ name: headName, kind: "bin_probs" in value ? "age_years" : "label" }));
+  return [...heads.filter(isAge), ...heads.filter((head) => !isAge(head))];
+}
+
 function estimateRow(title, value, note) {
   return [element("dt", {}, title), element("dd", {}, value, ...(note ? [element("span", { class: "group-error" }, note)] : []))];
 }
 
-function faceCard(face, photo, number) {
-  // An output the model does not have (a race head it was never taught) is left out of the card.
-  const age = face.age;
-  const years = age && age.years !== null
-    ? `about ${Math.round(age.years)}${age.years_std !== null ? ` (± ${Math.round(age.years_std)})` : ""}`
-    : null;
-  const summary = element("dl", { class: "estimates" },
-    ...(age ? estimateRow("Age", age.bin === "uncertain" ? `uncertain${years ? ` (${years})` : ""}` : years ?? `${age.bin}`,
-      measuredNote(age)) : []),
-    ...(face.gender ? estimateRow("Gender", estimateLine(face.gender), measuredNote(face.gender)) : []),
-    ...(face.race ? estimateRow("Race", estimateLine(face.race), measuredNote(face.race)) : []));
-  const ageDetails = element("dl", { class: "age" });
-  if (years !== null) ageDetails.append(element("dt", {}, "Years"), element("dd", {}, years));
-  if (age) {
-    const [topBin, topShare] = Object.entries(age.bin_probs).sort((a, b) => b[1] - a[1])[0];
-    ageDetails.append(element("dt", {}, "Age bin"), element("dd", {}, `${topBin} (${percent(topShare)})`));
-  }
+// The expected age in words ("about 34 (± 6)"); null for a model that estimates age groups only, or an
+// age withheld as uncertain.
+function ageYears(age) {
+  if (age.years === null || age.years === undefined) return null;
+  const spread = age.years_std === null || age.years_std === undefined ? "" : ` (± ${Math.round(age.years_std)})`;
+  return `about ${Math.round(age.years)}${spread}`;
+}
 
+// An output's line in the card's summary: the age in years (or its group), a label with its probability.
+function summaryRow(head, estimate) {
+  if (!isAge(head)) return estimateRow(headTitle(head.name), estimateLine(estimate), measuredNote(estimate));
+  const years = ageYears(estimate);
+  return estimateRow(headTitle(head.name),
+    estimate.bin === "uncertain" ? `uncertain${years ? ` (${years})` : ""}` : years ?? `${estimate.bin}`, measuredNote(estimate));
+}
+
+// An output under "All estimates": the years and the most likely age group, or every label's probability.
+function allEstimates(head, estimate) {
+  const heading = element("h5", {}, headTitle(head.name, true));
+  if (!isAge(head)) return [heading, probabilityList(estimate, headTitle(head.name))];
+  const details = element("dl", { class: "age" });
+  const years = ageYears(estimate);
+  if (years !== null) details.append(element("dt", {}, "Years"), element("dd", {}, years));
+  const [topBin, topShare] = Object.entries(estimate.bin_probs).sort((a, b) => b[1] - a[1])[0];
+  details.append(element("dt", {}, "Age bin"), element("dd", {}, `${topBin} (${percent(topShare)})`));
+  return [heading, details];
+}
+
+function faceCard(face, photo, number) {
+  // Every output the model has; one a face lacks (a race head the model was never taught) is left out.
+  const heads = shownHeads(face).filter((head) => face[head.name]);
   const card = element("li", { class: "face-card", id: `face-${photo}-${number}`, tabindex: "0", style: colourStyle(number) },
     element("h4", {},
       element("span", { class: "face-number" }, String(number)), `Face ${number}`,
       element("span", { class: "confidence" }, `detector ${percent(face.score)}`)),
-    summary,
+    element("dl", { class: "estimates" }, ...heads.flatMap((head) => summaryRow(head, face[head.name]))),
     element("details", { class: "all-probs" },
       element("summary", {}, "All estimates"),
-      ...(age ? [element("h5", {}, "Age"), ageDetails] : []),
-      ...(face.gender ? [element("h5", {}, "Gender (apparent)"), probabilityList(face.gender, "Gender")] : []),
-      ...(face.race ? [element("h5", {}, "Race (apparent)"), probabilityList(face.race, "Race")] : [])));
+      ...heads.flatMap((head) => allEstimates(head, face[head.name]))));
   card.addEventListener("mouseenter", () => linkFace(photo, number, true));
   card.addEventListener("mouseleave", () => linkFace(photo, number, false));
   card.addEventListener("focus", () => linkFace(photo, number, true));
@@ -399,15 +450,25 @@ function table(columns, rows, numeric = []) {
       ...row.map((value, i) => element(i === 0 ? "th" : "td", i === 0 ? { scope: "row" } : { class: numeric.includes(i) ? "number" : "" }, value ?? "–")))))));
 }
 
+// The figures of the model's outputs that a table's groups have: a label output's accuracy (shown as how
+// often it is wrong), an age output's mean error in years; labels first, in the model's order.
+function figureColumns(groups) {
+  const heads = modelCard?.heads ?? [];
+  const present = (figure) => Object.values(groups).some((figures) => typeof figures[figure] === "number");
+  return [...heads.filter((head) => !isAge(head)), ...heads.filter(isAge)].map((head) => (isAge(head)
+    ? { figure: `${head.name}_mae`, title: `${headTitle(head.name)} off by`, cell: (value) => `${value.toFixed(1)} y` }
+    : { figure: `${head.name}_accuracy`, title: `${headTitle(head.name)} wrong`, cell: (value) => percent(1 - value) }))
+    .filter((column) => present(column.figure));
+}
+
 // Per-group figures in words a reader can use: how often each estimate is wrong, and by how much the age is off.
 function errorTable(groups) {
+  const columns = figureColumns(groups);
   const rows = Object.entries(groups).map(([group, f]) => [
     name(group), (f.n ?? 0).toLocaleString("en"),
-    typeof f.gender_accuracy === "number" ? percent(1 - f.gender_accuracy) : null,
-    typeof f.race_accuracy === "number" ? percent(1 - f.race_accuracy) : null,
-    typeof f.age_mae === "number" ? `${f.age_mae.toFixed(1)} y` : null,
+    ...columns.map((column) => (typeof f[column.figure] === "number" ? column.cell(f[column.figure]) : null)),
   ]);
-  return table(["Group", "Faces", "Gender wrong", "Race wrong", "Age off by"], rows, [1, 2, 3, 4]);
+  return table(["Group", "Faces", ...columns.map((column) => column.title)], rows, [1, ...columns.map((_, i) => i + 2)]);
 }
 
 function renderEvaluation(evaluation) {
@@ -415,10 +476,14 @@ function renderEvaluation(evaluation) {
     return [element("p", {}, "This model's card records no evaluation figures yet: its error rates per group are not known.")];
   }
   const overall = { "All faces": { n: evaluation.faces, ...evaluation.overall } };
+  const groups = { ...overall, ...(evaluation.by_race || {}) };
+  // Said of each age output the table shows ("Age off by").
+  const offBy = figureColumns(groups).filter((column) => column.figure.endsWith("_mae"))
+    .map((column) => ` "${column.title}" is the average error in years.`).join("");
   const parts = [
     element("p", {}, `Measured on ${(evaluation.faces ?? 0).toLocaleString("en")} ${evaluation.dataset ?? ""} faces held out from training `
-      + `(the ${evaluation.split ?? "test"} split). "Age off by" is the average error in years.`),
-    errorTable({ ...overall, ...(evaluation.by_race || {}) }),
+      + `(the ${evaluation.split ?? "test"} split).${offBy}`),
+    errorTable(groups),
   ];
   if (evaluation.by_race_gender) {
     parts.push(element("details", {}, element("summary", {}, "By race and gender"), errorTable(evaluation.by_race_gender)));
@@ -478,9 +543,13 @@ async function loadModelCard() {
     ...renderEvaluation(card.evaluation),
     element("h3", {}, "Training data"), ...renderTrainingData(card.training_data),
   ];
+  // The race labels, and those of any further label output (the gender labels go without saying).
+  const further = card.heads.filter((head) => !isAge(head) && !(head.name in HEAD_TITLES))
+    .map((head) => ` · ${name(head.name)} labels (${head.taxonomy}): ${head.labels.map(name).join(", ")}`);
   target.replaceChildren(
     element("p", {}, element("strong", {}, card.name), ` · ${card.backbone}`,
-      card.race_taxonomy ? ` · race labels (${card.race_taxonomy}): ${card.labels.race.map(name).join(", ")}` : " · no race output"),
+      card.race_taxonomy ? ` · race labels (${card.race_taxonomy}): ${card.labels.race.map(name).join(", ")}` : " · no race output",
+      ...further),
     ...body);
 }
 
@@ -534,7 +603,7 @@ function setUp() {
   $("download-json").addEventListener("click", () => download(
     new Blob([JSON.stringify(analysed.map((answer) => answer.result), null, 2) + "\n"], { type: "application/json" }),
     "facescope-results.json"));
-  $("download-csv").addEventListener("click", () => download(new Blob([resultsCsv()], { type: "text/csv" }), "facescope-results.csv"));
+  $("download-csv").addEventListener("click", downloadCsv);
   if (navigator.mediaDevices?.getUserMedia) {
     $("webcam-button").hidden = false;
     $("webcam-button").addEventListener("click", startWebcam);
