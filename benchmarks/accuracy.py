@@ -28,7 +28,7 @@ import pandas as pd
 
 from facescope.data import load_dataset
 from facescope.data.splits import assign_splits
-from facescope.evaluation.metrics import EvaluationResult, evaluate
+from facescope.evaluation.metrics import EvaluationResult, evaluate, gaps_within
 from facescope.evaluation.run import predictions_table
 from facescope.inference.predictor import Predictor
 from facescope.labels import AGE_BINS
@@ -89,7 +89,8 @@ def summarise(table: pd.DataFrame, data_set: str, seed: int = 0) -> dict:
     """Every figure the labels allow with its 95% interval and target, and the per-group figures. The
     figures are facescope.evaluation.metrics' own (the ones `evaluate` and `audit` report), with their
     bootstrap over the test faces; the adult gap between women and men is the gender grouping's gap on
-    the adults' faces."""
+    the adults' rows of the same table (metrics.gaps_within: that grouping's figures and bootstrap alone,
+    not a second evaluation)."""
     result = evaluate(table, n_boot=RESAMPLES, seed=seed)
     summary = {"figures": {}, **{f"by_{name.replace(' ', '_')}": by_group(result, name) for name in
                                  ("gender", "race", "race x gender", "age_bin x gender")
@@ -117,7 +118,7 @@ def summarise(table: pd.DataFrame, data_set: str, seed: int = 0) -> dict:
                 lowest_group=gap["lowest_group"], highest_group=gap["highest_group"])
     adults = table[table["age_bin"].isin(ADULT_BINS)]
     if adults["gender"].nunique() == 2:
-        gap = evaluate(adults, n_boot=RESAMPLES, seed=seed).gaps.set_index(["grouping", "metric"]).loc[
+        gap = gaps_within(adults, ("gender",), n_boot=RESAMPLES, seed=seed).set_index(["grouping", "metric"]).loc[
             ("gender", "gender_accuracy")]
         add("adult_gender_gap_between_women_and_men", gap["difference"], (gap["difference_low"], gap["difference_high"]),
             lowest_group=gap["lowest_group"], lowest=round(float(gap["lowest"]), 4),

@@ -45,3 +45,38 @@ def test_intervals_bracket_the_figures_and_targets_are_judged(accuracy):
     lfw = accuracy.summarise(predictions.assign(race=None, age_years=np.nan, age_bin=None), "lfw")
     assert set(lfw["figures"]) == {"gender_accuracy", "gender_balanced_accuracy"}
     assert lfw["figures"]["gender_balanced_accuracy"]["met"] is False  # target 0.985
+
+
+def test_the_adult_gap_is_what_an_evaluation_of_the_adults_alone_gives(accuracy, monkeypatch):
+    """The adult women/men gap comes from the one table's adult rows (metrics.gaps_within), not from a
+    second evaluation, and is exactly what `evaluate` of those rows gives: the figure and its interval.
+    Children, whose gender is worse told for boys here, are left out of it."""
+    from facescope.evaluation.metrics import evaluate
+
+    rng = np.random.default_rng(3)
+    n = 600
+    gender = rng.choice(["Female", "Male"], n)
+    age_bin = rng.choice(["3-9", "20-29", "50-59"], n)
+    wrong = rng.random(n) < np.where(age_bin == "3-9", np.where(gender == "Male", 0.4, 0.05),
+                                     np.where(gender == "Male", 0.08, 0.03))
+    predictions = pd.DataFrame({
+        "gender": gender, "pred_gender": np.where(wrong, np.where(gender == "Male", "Female", "Male"), gender),
+        "race": "White", "pred_race": "White", "age_years": np.nan, "age_bin": age_bin, "pred_age_bin": age_bin,
+    })
+    evaluated = []
+
+    def counted(table, **options):
+        evaluated.append(len(table))
+        return evaluate(table, **options)
+
+    monkeypatch.setattr(accuracy, "evaluate", counted)
+    figure = accuracy.summarise(predictions, "fairface")["figures"]["adult_gender_gap_between_women_and_men"]
+    assert evaluated == [n]  # one evaluation, of every face
+    adults = predictions[predictions["age_bin"] != "3-9"]
+    gap = evaluate(adults, n_boot=accuracy.RESAMPLES).gaps.set_index(["grouping", "metric"]).loc[
+        ("gender", "gender_accuracy")]
+    assert figure["value"] == round(gap["difference"], 4) > 0
+    assert figure["interval_95"] == [round(gap["difference_low"], 4), round(gap["difference_high"], 4)]
+    assert (figure["lowest_group"], figure["lowest"]) == ("Male", round(gap["lowest"], 4))
+    women, men = (1 - wrong[(age_bin != "3-9") & (gender == g)].mean() for g in ("Female", "Male"))
+    assert figure["value"] == pytest.approx(women - men, abs=5e-5)

@@ -17,7 +17,6 @@ from PIL import Image
 from tests.conftest import compose_canvas
 from facescope import labels
 from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
-from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import csv_columns
 from facescope.serving.app import MULTIPART_OVERHEAD, create_app
@@ -144,7 +143,7 @@ def test_predict_schema_on_real_crops(client: TestClient, predictor: Predictor, 
         assert len(result["faces"]) == 1
         check_face(result["faces"][0], 200, 200, predictor.info.race_labels)
         # The library's answer with the default confidence thresholds applied, as the API applies them.
-        expected = withhold_uncertain_faces(next(predictor.predict_images([data], names=[name])), DEFAULT_THRESHOLDS)
+        expected = next(predictor.predict_images([data], names=[name], thresholds=DEFAULT_THRESHOLDS))
         assert result == expected.model_dump(mode="json")
 
 

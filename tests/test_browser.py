@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
-from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.serving.app import create_app
 from tests.conftest import FOUR_OUTPUT_HEADS, compose_canvas
@@ -288,8 +287,8 @@ def test_several_photos_give_a_card_list_each_and_download_as_json_csv_and_annot
     for result, path in zip(results[:2], three_files):
         # The page's results are the API's: what the predictor gives for the photo alone, answers under
         # the default confidence thresholds withheld.
-        expected = withhold_uncertain_faces(predictor.predict_image(path.read_bytes(), name=path.name),
-                                            DEFAULT_THRESHOLDS).model_dump(mode="json")
+        expected = predictor.predict_image(path.read_bytes(), name=path.name,
+                                           thresholds=DEFAULT_THRESHOLDS).model_dump(mode="json")
         assert result == expected
     assert "annotated_image" not in results[0] and results[2]["faces"] == [] and "not an image" in results[2]["error"]
 
@@ -377,7 +376,7 @@ def test_the_confidence_control_withholds_answers_on_every_card(page, predictor:
         page.click("#download-json")
     [result] = json.loads(Path(caught.value.path()).read_text())
     every_head = {head.name: 1.0 for head in predictor.info.heads}
-    expected = withhold_uncertain_faces(predictor.predict_image(photo.read_bytes(), name=photo.name), every_head)
+    expected = predictor.predict_image(photo.read_bytes(), name=photo.name, thresholds=every_head)
     assert result == expected.model_dump(mode="json")
     face = result["faces"][0]
     withheld = [head for head in ("gender", "race") if face[head]["label"] == UNCERTAIN]

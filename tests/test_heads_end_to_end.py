@@ -19,7 +19,6 @@ from facescope import labels  # noqa: E402
 from facescope.cli import app  # noqa: E402
 from facescope.heads import DEFAULT_THRESHOLDS, standard_heads  # noqa: E402
 from facescope.inference.predictor import Predictor  # noqa: E402
-from facescope.inference.error_figures import withhold_uncertain_faces  # noqa: E402
 from facescope.inference.results import LabelEstimate, csv_columns  # noqa: E402
 from tests.conftest import FOUR_OUTPUT_HEADS, compose_canvas  # noqa: E402
 
@@ -62,7 +61,7 @@ def test_a_fourth_output_loads_predicts_and_is_written_drawn_and_pooled(four_out
         assert extra["label"] == max(extra["probs"], key=extra["probs"].get)
         assert sum(extra["probs"].values()) == pytest.approx(1.0, abs=1e-3)
     # The CLI's answers are the library's with the default confidence thresholds applied.
-    assert record == withhold_uncertain_faces(predictor.predict_image(photo), DEFAULT_THRESHOLDS).model_dump(mode="json")
+    assert record == predictor.predict_image(photo, thresholds=DEFAULT_THRESHOLDS).model_dump(mode="json")
 
     # Written as CSV: its own two columns, the values the JSON has.
     as_csv = CliRunner().invoke(app, ["predict", str(photo), "--model", str(four_output_bundle), "-f", "csv"])
@@ -139,7 +138,7 @@ def test_a_fourth_output_is_described_and_served(four_output_bundle, photo):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body.pop("annotated_image").startswith("data:image/jpeg;base64,")
-    expected = withhold_uncertain_faces(predictor.predict_image(photo.read_bytes(), name="two.png"), DEFAULT_THRESHOLDS)
+    expected = predictor.predict_image(photo.read_bytes(), name="two.png", thresholds=DEFAULT_THRESHOLDS)
     assert body == expected.model_dump(mode="json")
     assert all(face["race_fairface"]["label"] in labels.FAIRFACE7.labels for face in body["faces"])
 

@@ -138,6 +138,30 @@ def test_predictor_finds_every_pasted_face_and_batches_across_photos(predictor, 
         assert one.age.years == pytest.approx(many.age.years, abs=0.05)
 
 
+def test_a_prediction_call_with_thresholds_withholds_low_confidence_answers_and_keeps_probabilities(
+        predictor, utkface_files):
+    """The thresholds are an argument of the prediction call (what the engines and the server pass): an
+    answer less likely than its bar reads "uncertain" (an age's years go with its group), one at its bar
+    is kept, every probability stays; every entry point answers alike, and without thresholds all answer."""
+    photo, plain = next((p, r) for p in utkface_files for r in [predictor.predict_image(p)]
+                        if r.faces and max(r.faces[0].gender.probs.values()) < 1)
+    face = plain.faces[0]
+    assert UNCERTAIN not in (face.gender.label, face.race.label, face.age.bin)
+    gender_top, age_top = max(face.gender.probs.values()), max(face.age.bin_probs.values())
+    bars = {"gender": (gender_top + 1) / 2, "race": max(face.race.probs.values()), "age": (age_top + 1) / 2}
+
+    strict = predictor.predict_image(photo, thresholds=bars)
+    answered = strict.faces[0]
+    assert answered.gender.label == UNCERTAIN and answered.gender.probs == face.gender.probs
+    assert answered.race.label == face.race.label and answered.race.probs == face.race.probs
+    assert (answered.age.bin, answered.age.years, answered.age.years_std) == (UNCERTAIN, None, None)
+    assert answered.age.bin_probs == face.age.bin_probs
+    assert predictor.predict(photo, thresholds=bars) == strict.faces
+    assert next(predictor.predict_images([photo], thresholds=bars)) == strict
+    assert next(predictor.estimate_photos([predictor.prepare_photo(photo, strict.path)], bars)) == strict
+    assert predictor.predict_image(photo, thresholds={}) == plain
+
+
 def test_predictor_accepts_bytes_and_arrays_and_refuses_bad_arrays(predictor, utkface_files):
     from_bytes = predictor.predict(utkface_files[0].read_bytes())
     from_array = predictor.predict(read_image(utkface_files[0]))

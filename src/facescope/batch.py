@@ -110,7 +110,8 @@ def prepare_batch(batch: dict[str, np.ndarray], bundle: str | None, aligned: boo
 
 
 class NetworkActor:
-    """Ray actor: loads the bundle once and estimates the crops of many photos in shared batches."""
+    """Ray actor: loads the bundle once and estimates the crops of many photos in shared batches, each
+    answer under `thresholds` (the predictor withholds the uncertain ones)."""
 
     def __init__(self, bundle: str | None, detection: tuple[tuple[str, float], ...] = (),
                  thresholds: dict[str, float] | None = None):
@@ -124,9 +125,7 @@ class NetworkActor:
             crops = np.frombuffer(crops, np.uint8).reshape(-1, size, size, 3)
             faces = [(tuple(box), score, np.array(marks)) for box, score, marks in json.loads(detections)]
             pending.append((ImageResult.model_validate_json(result), faces, [[crop] for crop in crops]))
-        from facescope.inference.error_figures import withhold_uncertain_faces
-
-        results = [withhold_uncertain_faces(r, self.thresholds) for r in self.predictor.estimate_photos(pending)]
+        results = list(self.predictor.estimate_photos(pending, self.thresholds))
         return {"path": [r.path for r in results], "record": [r.model_dump_json() for r in results]}
 
 

@@ -32,9 +32,9 @@ class PredictorSpec:
     aligned: bool = False  # each image is one aligned face crop (no detection)
     detection: dict[str, Any] = field(default_factory=dict)  # options given (facescope.faces.options)
     workers: int = 1  # the Ray engine: network actors
-    # The confidence below which a head answers "uncertain" (facescope.heads.parse_thresholds), applied
-    # wherever the predictor runs; None: none asked for, so the defaults (DEFAULT_THRESHOLDS); {}: always
-    # answer. A video's tracks answer from every frame's probabilities pooled: its engine refuses any.
+    # The confidence below which a head answers "uncertain" (facescope.heads.parse_thresholds), given to
+    # the predictor's prediction call wherever it runs; None: none asked for, so the defaults
+    # (DEFAULT_THRESHOLDS); {}: always answer. A video's tracks answer from every frame's probabilities pooled: its engine refuses any.
     thresholds: dict[str, float] | None = None
 
     @property

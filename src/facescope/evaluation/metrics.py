@@ -187,12 +187,12 @@ def _label_rank(table: pd.DataFrame) -> dict[str, dict[str, int]]:
             "age_bin": {label: i for i, label in enumerate(labels.AGE_BIN_LABELS)}}
 
 
-def metrics_by_group(table: pd.DataFrame) -> pd.DataFrame:
-    """Every scalar figure per group of each grouping (observed groups only), tidy: grouping, group,
-    race, gender, age_bin (the group's labels), n, then one column a figure."""
+def metrics_by_group(table: pd.DataFrame, groupings: dict[str, tuple[str, ...]] = GROUPINGS) -> pd.DataFrame:
+    """Every scalar figure per group of each of `groupings` (observed groups only), tidy: grouping,
+    group, race, gender, age_bin (the group's labels), n, then one column a figure."""
     rank = _label_rank(table)
     parts = []
-    for grouping, columns in GROUPINGS.items():
+    for grouping, columns in groupings.items():
         rows = table.dropna(subset=list(columns))
         if rows.empty:  # a data set without these labels (LFW has no race): no such grouping
             continue
@@ -433,15 +433,16 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return _json(frame, orient="records")
 
 
-def bootstrap_replicates(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+def bootstrap_replicates(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0,
+                         groupings: dict[str, tuple[str, ...]] = GROUPINGS) -> dict:
     """{(grouping, group): {figure: (n_boot,) values over resamples}} for the whole table (OVERALL) and
-    every group of GROUPINGS; the same resamples for every group, so differences between groups (and
+    every group of `groupings`; the same resamples for every group, so differences between groups (and
     between tools audited on the same photos) are paired."""
     weights = resample_weights(table, n_boot, seed)
     engine = WeightedFigures(table, {head: head_labels(table, head) for head in evaluated_heads(table)},
                              CALIBRATION_BINS, WITHIN_YEARS)
     replicates = {OVERALL: engine.figures(np.ones(len(table), dtype=bool), weights)}
-    for grouping, columns in GROUPINGS.items():
+    for grouping, columns in groupings.items():
         complete = table[list(columns)].notna().all(axis=1).to_numpy()
         if not complete.any():  # a data set without these labels (LFW has no race)
             continue
@@ -450,6 +451,19 @@ def bootstrap_replicates(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 
             replicates[(grouping, group)] = engine.figures(complete & (keys == group), weights,
                                                            degenerate_metrics(columns))
     return replicates
+
+
+def gaps_within(table: pd.DataFrame, groupings: tuple[str, ...], min_group_size: int = MIN_GROUP_SIZE,
+                n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """group_gaps of some of GROUPINGS (by name) over the faces of `table` alone, with their bootstrap
+    intervals, and nothing else of `evaluate`: the gaps among a part of an evaluated table's faces (women
+    and men among the adults), exactly those `evaluate` of that part would give."""
+    chosen = {name: GROUPINGS[name] for name in groupings}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # as in evaluate
+        by_group = metrics_by_group(table, chosen)
+        replicates = bootstrap_replicates(table, n_boot, seed, chosen) if n_boot else {}
+    return group_gaps(by_group, min_group_size, replicates)
 
 
 def interval_table(replicates: dict) -> pd.DataFrame:

@@ -8,7 +8,8 @@ faces. A two-year-old's gender is thus judged with the other faces estimated 0-2
 its race. No PyTorch, no pandas: the server and the CLI use it per face.
 
 `withhold_uncertain` replaces an answer whose top probability is under its head's threshold by
-heads.UNCERTAIN, keeping the probabilities (and the figure beside it).
+heads.UNCERTAIN, keeping the probabilities (and the figure beside it); the Predictor applies it to every
+photo it answers under a call's `thresholds` (inference.predictor.Predictor.estimate_photos).
 """
 
 from __future__ import annotations

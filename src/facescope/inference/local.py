@@ -36,7 +36,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
     """Predicts every photo of `source` into `sink`; the closing summary on stderr; the exit status."""
     from facescope.faces.intake import display_name
-    from facescope.inference.error_figures import withhold_uncertain_faces
     from facescope.inference.predictor import INTERNAL_ERROR
 
     annotate = sink.annotate
@@ -47,7 +46,6 @@ def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
             typer.echo(f"error: {error}", err=True)
             return 2
     model = predictor.make()
-    thresholds = predictor.answer_thresholds
     sources, names, skipped = local_photos(source)
     try:
         writer = sink.open(model.info.heads)
@@ -56,14 +54,14 @@ def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
         return EXIT_UNREADABLE
     main_thread = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, writer.on_signal) for s in (signal.SIGINT, *STOP_SIGNALS)} if main_thread else {}
-    results = model.predict_images(sources, aligned=predictor.aligned, names=names)
+    results = model.predict_images(sources, aligned=predictor.aligned, names=names,
+                                   thresholds=predictor.answer_thresholds)
     progress = tqdm(zip(sources, results), total=len(sources), unit="img", desc="predicting", file=sys.stderr,
                     disable=len(sources) < 2)
     failed, internal, faces, annotated_names, kept = [], 0, 0, set(), 0
     try:
         for photo, result in progress:
             faces += len(result.faces)
-            withhold_uncertain_faces(result, thresholds)
             if result.error:
                 failed.append(result.error)
                 internal += result.error.startswith(INTERNAL_ERROR)

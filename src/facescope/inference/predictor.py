@@ -7,7 +7,9 @@
 A photo goes: read_photo (faces.intake) -> find_faces (faces.pipeline: detect, then align to the
 bundle's framing) -> LoadedBundle.run (bundles.contract: the bundle's declared input and outputs, one
 batched ONNX run) -> FaceResult (inference.results). Several models (`also=[...]`) share one detection
-pass: each face is aligned once per model's framing.
+pass: each face is aligned once per model's framing. A call's `thresholds` (by head name, as
+heads.parse_thresholds gives them) turn each answer less likely than its head's bar into heads.UNCERTAIN,
+probabilities kept: every engine and the server answer through this one place.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from facescope.faces import FaceDetector, ImageReadError, Photo, align_face, fin
 from facescope.faces.detect import DETECTION_SIZE, MIN_FACE_SIZE, SCORE_THRESHOLD
 from facescope.faces.options import check_detection_options, default
 from facescope.faces.intake import Channels
-from facescope.inference.error_figures import ErrorFigures
+from facescope.inference.error_figures import ErrorFigures, withhold_uncertain_faces
 from facescope.inference.results import AgeEstimate, Estimates, FaceResult, ImageResult, LabelEstimate
 
 # What `predict` takes: a path, encoded bytes (bytes, bytearray, memoryview), a binary file object, a PIL
@@ -48,7 +50,11 @@ class Predictor:
 
     Detection: photos are detected at most `detection_size` px on their longer side (larger finds smaller
     faces, slower), faces scoring under `score_threshold` or smaller than `min_face_size` px are dropped,
-    and the largest `max_faces` are analysed. Each `predict*` call can override these."""
+    and the largest `max_faces` are analysed. Each `predict*` call can override these.
+
+    Confidence: a `predict*` call given `thresholds` (head name -> probability) answers
+    heads.UNCERTAIN for a head whose top probability is below its bar, keeping the probabilities; without
+    them (None or {}) every head answers."""
 
     def __init__(self, model: str | Path | None = None, detector: FaceDetector | None = None,
                  threads: int = 0, max_faces: int = MAX_FACES, batch_size: int = 32, workers: int | None = None,
@@ -94,26 +100,27 @@ class Predictor:
         return out
 
     def predict(self, image: ImageSource, aligned: bool = False, *, channels: Channels = "RGB",
-                **detection) -> list[FaceResult]:
+                thresholds: dict[str, float] | None = None, **detection) -> list[FaceResult]:
         """Every face in one image, largest first (at most `max_faces`). `image`: a path, bytes, a binary
         file object, a PIL image or a numpy array (`channels="BGR"` for OpenCV's); anything else is a
-        TypeError, an unreadable image an ImageReadError. `detection`: detection_size, score_threshold,
-        min_face_size, max_faces, overriding the predictor's."""
-        return self.predict_image(image, aligned, channels=channels, **detection).faces
+        TypeError, an unreadable image an ImageReadError. `thresholds`: each head's confidence bar (see
+        the class). `detection`: detection_size, score_threshold, min_face_size, max_faces, overriding the
+        predictor's."""
+        return self.predict_image(image, aligned, channels=channels, thresholds=thresholds, **detection).faces
 
     def predict_image(self, image: ImageSource, aligned: bool = False, *, name: str | None = None,
-                      channels: Channels = "RGB", **detection) -> ImageResult:
+                      channels: Channels = "RGB", thresholds: dict[str, float] | None = None,
+                      **detection) -> ImageResult:
         """As `predict`, with the whole answer: the photo's size, faces found and shown, frames."""
-        result, detections, crops = self._analyse(image, name or _name_of(image), aligned, channels, detection)
-        result.faces = self._faces(detections, crops)
-        return result
+        prepared = self._analyse(image, name or _name_of(image), aligned, channels, detection)
+        return next(self.estimate_photos([prepared], thresholds))
 
     def predict_images(self, sources: Iterable[ImageSource], aligned: bool = False,
                        names: Iterable[str] | None = None, *, channels: Channels = "RGB",
-                       **detection) -> Iterator[ImageResult]:
-        """One `ImageResult` per source, in order; faces from many photos share network batches, and an
-        unreadable file (or one that breaks facescope: its error starts with "internal error") gives a
-        result with `error` set instead of stopping the run."""
+                       thresholds: dict[str, float] | None = None, **detection) -> Iterator[ImageResult]:
+        """One `ImageResult` per source, in order, answered under `thresholds` as `predict`; faces from
+        many photos share network batches, and an unreadable file (or one that breaks facescope: its error
+        starts with "internal error") gives a result with `error` set instead of stopping the run."""
         check_detection_options(detection)
         names = iter(names) if names is not None else None
         pending: list[tuple[ImageResult, list, list]] = []
@@ -125,9 +132,9 @@ class Predictor:
             # A batch is sent when full, or when the next photo is not ready yet: records then come out
             # as each photo is done rather than when enough faces have piled up.
             if crops_waiting >= self.batch_size or (prepared is None and pending):
-                yield from self.estimate_photos(pending)
+                yield from self.estimate_photos(pending, thresholds)
                 pending, crops_waiting = [], 0
-        yield from self.estimate_photos(pending)
+        yield from self.estimate_photos(pending, thresholds)
 
     def _prepare_all(self, sources: Iterable[ImageSource], names, aligned: bool, channels: Channels,
                      detection: dict):
@@ -183,22 +190,18 @@ class Predictor:
                              frames=photo.frames if photo.frames > 1 else None)
         return result, detections, crops
 
-    def estimate_photos(self, pending: list[tuple[ImageResult, list, list]]) -> Iterator[ImageResult]:
+    def estimate_photos(self, pending: list[tuple[ImageResult, list, list]],
+                        thresholds: dict[str, float] | None = None) -> Iterator[ImageResult]:
         """The second half: every model's network on the crops of all `pending` photos (what
-        `prepare_photo` made) in shared batches; each photo's result with its faces filled in."""
+        `prepare_photo` made) in shared batches; each photo's result with its faces filled in, every
+        model's answers withheld under `thresholds` (see the class). Every `predict*` call ends here."""
         per_model = []
         for index in range(len(self.models)):
             crops = [c[index] for _, _, face_crops in pending for c in face_crops]
             per_model.append(iter(self.estimate_crops(np.stack(crops), index) if crops else []))
         for result, faces, _ in pending:
             result.faces = [self._face(face, [next(estimates) for estimates in per_model]) for face in faces]
-            yield result
-
-    def _faces(self, faces, face_crops) -> list[FaceResult]:
-        if not faces:
-            return []
-        per_model = [self.estimate_crops(np.stack([c[i] for c in face_crops]), i) for i in range(len(self.models))]
-        return [self._face(face, [estimates[n] for estimates in per_model]) for n, face in enumerate(faces)]
+            yield withhold_uncertain_faces(result, thresholds or {})
 
     def _locate(self, photo: Photo, aligned: bool, detection: dict) -> tuple[list, list[list[np.ndarray]], int]:
         """(faces with boxes and landmarks in the photo's own pixels, each face's crop for each model, faces

@@ -27,7 +27,6 @@ from facescope.faces import ImageReadError
 from facescope.faces import options as face_options
 from facescope.heads import DEFAULT_THRESHOLDS, Head, labels_by_output, parse_thresholds
 from facescope.bundles.card import card_json
-from facescope.inference.error_figures import withhold_uncertain_faces
 from facescope.inference.predictor import Predictor
 from facescope.inference.results import ImageResult, csv_columns, head_columns
 from facescope.serving.security import ClientGone, ClientWork, run_for_client
@@ -329,7 +328,7 @@ async def _predict(request: Request, predictor: Predictor, data: bytes, filename
             raise TimeoutError
         try:
             client.check()
-            result = withhold_uncertain_faces(predictor.predict_image(data, name=filename, **detection), bars)
+            result = predictor.predict_image(data, name=filename, thresholds=bars, **detection)
             answer = PredictionResult(**dict(result))
             if annotate:
                 client.check()
