@@ -27,7 +27,7 @@ from facescope.training.augment import augment_batch  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
 from facescope.faces.crops import build_crops  # noqa: E402
 from facescope.training.checkpoints import read_state  # noqa: E402
-from facescope.training.train import Targets, load_trained_model, multitask_loss, train  # noqa: E402
+from facescope.training.train import Targets, load_trained_model, multitask_loss, recipe_stage, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +171,12 @@ def test_train_checkpoint_resume_export_round_trip(utkface_dir, tmp_path, monkey
     with pytest.raises(ValueError, match="is a mobilenet_v2 network; this run trains a small_cnn one"):
         train(TrainConfig(data=str(utkface_dir), output=str(tmp_path / "other"), backbone="small_cnn", epochs=1,
                           max_images=64, init=str(run / "checkpoints" / "best")))
+
+
+def test_a_recipe_stage_keeps_each_data_sets_share_as_data():
+    config = TrainConfig(data=["${FACESCOPE_DATA}/utkface", {"path": "${FACESCOPE_DATA}/aaf", "weight": 0.25}],
+                         backbone="small_cnn", epochs=2)
+    stage = recipe_stage(config, {"epoch": 2, "best_epoch": 1, "history": [{"seconds": 60}, {"seconds": 30}]},
+                         init=None)
+    assert stage["data"] == ["${FACESCOPE_DATA}/utkface", {"path": "${FACESCOPE_DATA}/aaf", "weight": 0.25}]
+    assert json.loads(json.dumps(stage))["data"][1]["weight"] == 0.25 and stage["minutes"] == 1.5

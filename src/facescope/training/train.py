@@ -393,7 +393,8 @@ def recipe_stage(config: TrainConfig, state: dict, init: str | None) -> dict:
         "start": start, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
         "frozen_backbone_epochs": config.frozen_backbone_epochs, "batch_size": config.batch_size, "lr": config.lr,
         "backbone_lr_scale": config.backbone_lr_scale, "balance": config.balance, "augment": config.augment,
-        "data": [str(path) for path in (config.data if isinstance(config.data, list) else [config.data])],
+        # As the config gives them: paths, or {path, weight} entries (the share of each batch).
+        "data": list(config.data) if isinstance(config.data, list) else [config.data],
         "minutes": round(sum(h.get("seconds", 0) for h in state["history"]) / 60, 1),
     }
 
