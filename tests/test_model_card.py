@@ -59,3 +59,14 @@ def test_api_serves_the_card_as_sections(predictor):
             assert all(isinstance(cell, (str, int, float)) or cell is None for row in table["rows"] for cell in row)
     overall = next(s for s in sections if s["title"] == "Quantitative analyses: Overall")
     assert overall["tables"][0]["rows"][0][0] == "gender accuracy"
+
+
+def test_the_card_module_imports_no_pandas():
+    # The server imports the card at start-up; the data sets' descriptions (whose loaders need pandas) are
+    # read only when a card is written.
+    import subprocess
+    import sys
+
+    code = "import sys\nimport facescope.bundles.card\nassert 'pandas' not in sys.modules, 'pandas was imported'\nprint('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr

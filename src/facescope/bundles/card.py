@@ -16,15 +16,16 @@ from pathlib import Path
 from facescope import __version__, labels
 from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
-from facescope.data.loaders import FORMATS
 from facescope.figures import GROUPING_NAMES, metric_name, show, show_difference, show_interval
 from facescope.heads import DEFAULT_THRESHOLDS
 
 
-
 def _description(dataset) -> str:
     """What a data set is, as its loader describes it (facescope.data.loaders.FORMATS); "" for one it does
-    not know (a manifest of the user's own photos)."""
+    not know (a manifest of the user's own photos). Imported here only: the loaders load pandas, which the
+    server does not otherwise need at start-up."""
+    from facescope.data.loaders import FORMATS
+
     spec = FORMATS.get(str(dataset).lower())
     return spec.description if spec else ""
 
@@ -203,7 +204,7 @@ def card_document(info: BundleInfo) -> Document:
         [f"{e.get('dataset')}: {format_number(e.get('faces'))} faces, {e.get('split')} split"
          + (" (held out from training)" if str(e.get("source_dataset", e.get("dataset", ""))).lower()
             in trained_on else " (another source than the training data)")
-         + (f". {_description(e.get('dataset'))}" if _description(e.get("dataset")) else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
+         + (f". {described}" if (described := _description(e.get("dataset"))) else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
     ])
     training_data = Section("Training data", [f"Data sets: {sources}"])
     for dataset in datasets:
