@@ -117,7 +117,7 @@ def _estimated_sections(evaluation: dict) -> list[Section]:
             "lose their answers first), and the accuracy of those answers against answering every face.",
             Table(["head", "threshold", "group", "faces", "answered", "accuracy answered", "accuracy if all answered"],
                   [[c["head"], f"{c['threshold']:.0%}", c["group"] if c["grouping"] == "overall" else
-                    f"{c['grouping']}: {c['group']}", int(c["faces"]), f"{c['coverage']:.0%}",
+                    f"{GROUPING_NAMES.get(c['grouping'], c['grouping'])}: {c['group']}", int(c["faces"]), f"{c['coverage']:.0%}",
                     show("gender_accuracy", c["answered_accuracy"]), show("gender_accuracy", c["accuracy"])]
                    for c in cost])]))
     return parts
