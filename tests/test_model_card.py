@@ -59,3 +59,24 @@ def test_api_serves_the_card_as_sections(predictor):
             assert all(isinstance(cell, (str, int, float)) or cell is None for row in table["rows"] for cell in row)
     overall = next(s for s in sections if s["title"] == "Quantitative analyses: Overall")
     assert overall["tables"][0]["rows"][0][0] == "gender accuracy"
+
+
+def test_the_card_module_imports_no_pandas():
+    # The server imports the card at start-up; the data sets' descriptions (whose loaders need pandas) are
+    # read only when a card is written.
+    import subprocess
+    import sys
+
+    code = "import sys\nimport facescope.bundles.card\nassert 'pandas' not in sys.modules, 'pandas was imported'\nprint('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_threshold_cost_names_its_groupings_as_the_report_does():
+    info = read_bundle_info("utkface-mobilenetv2")
+    cost = [{"head": "gender", "threshold": 0.6, "grouping": "race x age_bin", "group": "Black x 0-2", "faces": 40,
+             "coverage": 0.5, "answered_accuracy": 0.9, "accuracy": 0.8}]
+    info = dataclasses.replace(info, evaluation={**info.evaluation, "default_thresholds": {"cost": cost}})
+    card = render_model_card(info)
+    assert "race × age group: Black x 0-2" in card
+    assert "race x age_bin:" not in card

@@ -42,6 +42,11 @@ def is_share(metric: str) -> bool:
     return metric != "n" and not metric.endswith(("_ece", "_mae"))
 
 
+def _digits(metric: str) -> int:
+    """Decimals a figure is shown to: shares to 0.1 percentage point, years to 2, calibration errors to 3."""
+    return 1 if is_share(metric) else (2 if metric.endswith("_mae") else 3)
+
+
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -55,8 +60,8 @@ def show(metric: str, value: float | None) -> str:
     if metric == "n":
         return f"{int(value):,}"
     if is_share(metric):
-        return f"{100 * value:.1f}%"
-    return f"{value:.2f}" if metric.endswith("_mae") else f"{value:.3f}"
+        return f"{100 * value:.{_digits(metric)}f}%"
+    return f"{value:.{_digits(metric)}f}"
 
 
 def show_difference(metric: str, value: float | None) -> str:
@@ -64,8 +69,8 @@ def show_difference(metric: str, value: float | None) -> str:
     if _missing(value):
         return "–"
     if is_share(metric):
-        return f"{100 * value:.1f} points"
-    return f"{value:.2f} years" if metric.endswith("_mae") else f"{value:.3f}"
+        return f"{100 * value:.{_digits(metric)}f} points"
+    return f"{value:.{_digits(metric)}f}" + (" years" if metric.endswith("_mae") else "")
 
 
 def _fixed(value: float, digits: int) -> str:
@@ -80,6 +85,5 @@ def show_interval(metric: str, low: float | None, high: float | None, difference
         return "–"
     if difference:
         scale = 100 if is_share(metric) else 1
-        digits = 1 if is_share(metric) else (2 if metric.endswith("_mae") else 3)
-        return f"{_fixed(scale * low, digits)} to {_fixed(scale * high, digits)}"
+        return f"{_fixed(scale * low, _digits(metric))} to {_fixed(scale * high, _digits(metric))}"
     return f"{show(metric, low)} – {show(metric, high)}"

@@ -16,15 +16,16 @@ from pathlib import Path
 from facescope import __version__, labels
 from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
-from facescope.data.loaders import FORMATS
 from facescope.figures import GROUPING_NAMES, metric_name, show, show_difference, show_interval
 from facescope.heads import DEFAULT_THRESHOLDS
 
 
-
 def _description(dataset) -> str:
     """What a data set is, as its loader describes it (facescope.data.loaders.FORMATS); "" for one it does
-    not know (a manifest of the user's own photos)."""
+    not know (a manifest of the user's own photos). Imported here only: the loaders load pandas, which the
+    server does not otherwise need at start-up."""
+    from facescope.data.loaders import FORMATS
+
     spec = FORMATS.get(str(dataset).lower())
     return spec.description if spec else ""
 
@@ -116,7 +117,7 @@ def _estimated_sections(evaluation: dict) -> list[Section]:
             "lose their answers first), and the accuracy of those answers against answering every face.",
             Table(["head", "threshold", "group", "faces", "answered", "accuracy answered", "accuracy if all answered"],
                   [[c["head"], f"{c['threshold']:.0%}", c["group"] if c["grouping"] == "overall" else
-                    f"{c['grouping']}: {c['group']}", int(c["faces"]), f"{c['coverage']:.0%}",
+                    f"{GROUPING_NAMES.get(c['grouping'], c['grouping'])}: {c['group']}", int(c["faces"]), f"{c['coverage']:.0%}",
                     show("gender_accuracy", c["answered_accuracy"]), show("gender_accuracy", c["accuracy"])]
                    for c in cost])]))
     return parts
@@ -203,7 +204,7 @@ def card_document(info: BundleInfo) -> Document:
         [f"{e.get('dataset')}: {format_number(e.get('faces'))} faces, {e.get('split')} split"
          + (" (held out from training)" if str(e.get("source_dataset", e.get("dataset", ""))).lower()
             in trained_on else " (another source than the training data)")
-         + (f". {_description(e.get('dataset'))}" if _description(e.get("dataset")) else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
+         + (f". {described}" if (described := _description(e.get("dataset"))) else "") for e in evaluated] or ["No evaluation yet: run `facescope evaluate --update-bundle`."],
     ])
     training_data = Section("Training data", [f"Data sets: {sources}"])
     for dataset in datasets:
