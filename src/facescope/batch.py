@@ -282,8 +282,9 @@ def _predict_on_ray(names: list[str], output: str, bundle: str | None, workers: 
     # this path on every node, or be the default model that ships inside the package).
     from facescope.bundles import read_info, resolve_bundle
 
-    heads = read_info(resolve_bundle(bundle)).heads  # the Parquet columns
-    bundle = None if bundle in (None, "default") else str(resolve_bundle(bundle).resolve())
+    resolved = resolve_bundle(bundle)
+    heads = read_info(resolved).heads  # the Parquet columns
+    bundle = None if bundle in (None, "default") else str(resolved.resolve())
     dataset = ray.data.from_items([{"path": n} for n in names],
                                   override_num_blocks=max(1, -(-len(names) // photos_per_task)))
     dataset = dataset.map_batches(prepare_batch, batch_size=photos_per_task, num_cpus=1,

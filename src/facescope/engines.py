@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from facescope.inference.sinks import OutputFormat, ShardSink, StreamSink
-from facescope.inference.sources import Inputs, Kind, classify
+from facescope.inference.sources import VIDEO_KINDS, Inputs, Kind, classify
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ ENGINES: dict[str, Engine] = {
                     "give photos, folders or - (a photo on stdin), or one video; --format parquet, --manifest and "
                     "--output are for --engine ray"),
     "video": Engine("facescope.inference.video:run", "a video file, stream or camera: faces tracked across frames",
-                    frozenset({Kind.VIDEO, Kind.STREAM, Kind.CAMERA}), StreamSink, (OutputFormat.jsonl,),
+                    VIDEO_KINDS, StreamSink, (OutputFormat.jsonl,),
                     "a video, stream or camera is read alone, with --format jsonl", most_inputs=1),
     "ray": Engine("facescope.batch:run", "a Ray Data pipeline writing shards to --output (pip install "
                   "'facescope[ray]'; joins RAY_ADDRESS when set)",

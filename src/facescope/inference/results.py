@@ -116,11 +116,12 @@ class ImageResult(BaseModel):
                 "height": self.height, "faces_found": self.faces_found, "error": spreadsheet_cell(self.error)}
         if not self.faces:
             yield base
+        ordered = _column_order(heads)
         for number, face in enumerate(self.faces, start=1):
             estimates = face.estimates()
             row = base | {"face": number, "x1": face.box[0], "y1": face.box[1], "x2": face.box[2],
                           "y2": face.box[3], "score": face.score}
-            for head in _column_order(heads):
+            for head in ordered:
                 row |= dict(zip(head_columns(head), _cells(estimates.get(head.name))))
             yield row
 
