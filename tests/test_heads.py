@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from facescope import labels  # noqa: E402
 from facescope.data.records import FaceRecord  # noqa: E402
-from facescope.heads import Head, standard_heads  # noqa: E402
+from facescope.heads import Head, describe_thresholds, labels_by_output, standard_heads  # noqa: E402
 from facescope.training.config import TrainConfig  # noqa: E402
 from facescope.training.data import TrainingData  # noqa: E402
 from facescope.training.train import Targets, age_bin_probabilities, multitask_loss, seeded_sample  # noqa: E402
@@ -233,3 +233,11 @@ def test_a_logit_shift_multiplies_one_labels_odds_and_moves_no_other_head():
         model.shift_logits({"gender": {"Woman": 1.0}})
     with pytest.raises(ValueError, match="no head 'mood'"):
         model.shift_logits({"mood": {"happy": 1.0}})
+
+
+def test_each_head_answers_with_its_labels_or_the_age_groups():
+    gender, race, age = standard_heads("utkface5")
+    assert gender.answers == ("Female", "Male") and race.answers == labels.UTKFACE5.labels
+    assert age.answers == labels.AGE_BIN_LABELS
+    assert labels_by_output((gender, age)) == {"gender": ["Female", "Male"], "age_bins": list(labels.AGE_BIN_LABELS)}
+    assert describe_thresholds({"gender": 0.6, "age": 0.25}) == "gender 60%, age 25%"

@@ -47,6 +47,11 @@ class Head:
         return labels.AGE_BIN_LABELS
 
     @property
+    def answers(self) -> tuple[str, ...]:
+        """What the head answers with: a label head its labels, an age head the 9 age groups."""
+        return labels.AGE_BIN_LABELS if self.is_age else self.labels
+
+    @property
     def learns_from(self) -> str:
         return self.truth or self.name
 
@@ -78,8 +83,7 @@ def standard_heads(race_taxonomy: str = "fairface7", age: str = "age_years") -> 
 def labels_by_output(heads: tuple[Head, ...]) -> dict[str, list[str]]:
     """What each output answers with, by name: a label head's labels under its name, an age head's 9 age
     groups under `<name>_bins` (as the API's model description lists them)."""
-    return {f"{head.name}_bins" if head.is_age else head.name: list(labels.AGE_BIN_LABELS if head.is_age else head.labels)
-            for head in heads}
+    return {f"{head.name}_bins" if head.is_age else head.name: list(head.answers) for head in heads}
 
 
 # An answer withheld: the head's top probability was below the confidence threshold asked for. Its
@@ -90,6 +94,11 @@ UNCERTAIN = "uncertain"
 # is a near coin toss; seven races and nine age groups spread their probability wider, so their bars
 # are lower. What these cost each group is measured by `evaluate` and shown on the model card.
 DEFAULT_THRESHOLDS: dict[str, float] = {"gender": 0.6, "race": 0.4, "age": 0.3}
+
+
+def describe_thresholds(thresholds: dict[str, float] = DEFAULT_THRESHOLDS) -> str:
+    """Thresholds in words, as the card and the report give them: `gender 60%, race 40%, age 30%`."""
+    return ", ".join(f"{head} {bar:.0%}" for head, bar in thresholds.items())
 
 
 def parse_thresholds(given: list[str] | str | None, heads: tuple[Head, ...] | None = None) -> dict[str, float]:

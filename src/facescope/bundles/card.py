@@ -17,7 +17,7 @@ from facescope import __version__, labels
 from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
 from facescope.figures import GROUPING_NAMES, metric_name, show, show_difference, show_interval
-from facescope.heads import DEFAULT_THRESHOLDS
+from facescope.heads import describe_thresholds
 
 
 def _description(dataset) -> str:
@@ -191,7 +191,7 @@ def card_document(info: BundleInfo) -> Document:
     thresholds = Section("Decision thresholds", [[
         "gender and race: the label of highest probability (arg-max), answered \"uncertain\" where that "
         "probability is under the confidence threshold (default "
-        + ", ".join(f"{head} {p:.0%}" for head, p in DEFAULT_THRESHOLDS.items())
+        + describe_thresholds()
         + ", the age head's on its age group; `--threshold` in the CLI, `thresholds` in the API, the page's "
         "control); the probabilities are always given. What the defaults cost each group is under "
         "Quantitative analyses.",

@@ -37,7 +37,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from facescope.document import Document, Image, Section, Table, format_number, spreadsheet_cell  # noqa: E402
-from facescope.heads import DEFAULT_THRESHOLDS  # noqa: E402
+from facescope.heads import describe_thresholds  # noqa: E402
 from facescope.evaluation.metrics import (
     CALIBRATION_BINS, OVERALL, POSITIVE_GENDER, STANDARDISED_METRICS, WITHIN_YEARS, EvaluationResult, metric_columns,
     standardised_figure,
@@ -633,7 +633,7 @@ def _coverage_section(result: EvaluationResult, heading: str) -> Section:
         return section
     section.add("A head answers \"uncertain\" where its top probability is below the threshold. Each cell: the "
                 "share of the group's faces still answered, then the accuracy of those answers (the default "
-                "thresholds are " + ", ".join(f"{h} {p:.0%}" for h, p in DEFAULT_THRESHOLDS.items()) + ").")
+                "thresholds are " + describe_thresholds() + ").")
     for head, part in coverage.groupby("head", sort=False):
         thresholds = sorted(part["threshold"].unique())
         rows = []

@@ -103,7 +103,7 @@ class ModelHead(BaseModel):
     @classmethod
     def of(cls, head: Head) -> "ModelHead":
         return cls(name=head.name, kind=head.kind, taxonomy=head.taxonomy,
-                   labels=next(iter(labels_by_output((head,)).values())), csv_columns=list(head_columns(head)))
+                   labels=list(head.answers), csv_columns=list(head_columns(head)))
 
 
 class ModelCard(BaseModel):
