@@ -127,13 +127,14 @@ def read_predictions(path: str | Path, skipped: dict[str, int] | None = None) ->
         raise ValueError(f"{path}: {path.stat().st_size:,} bytes, over the limit of {MAX_PREDICTIONS_BYTES:,} "
                          "for a predictions file; split it")
     skipped = {} if skipped is None else skipped
+    suffix = path.suffix.lower()
     try:
-        lines = _bounded_lines(path, skipped)
+        # A .json document is read whole, once; anything else line by line (a long line skipped, counted).
+        values = _json_document(path) if suffix == ".json" else None
+        lines = _bounded_lines(path, skipped) if values is None else []
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
-    suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
-        values = _json_document(path) if suffix == ".json" else None
         if values is None:  # JSON lines
             values = []
             for line in lines:
