@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from facescope import labels
-from facescope.evaluation.tool_outputs import flatten, json_objects, map_race_probabilities
+from facescope.evaluation.tool_outputs import flatten, json_objects
 from facescope.evaluation.metrics import MIN_GROUP_SIZE, evaluate, map_truth_races
 from facescope.evaluation.uncertainty import N_BOOT, NO_FACE
 from facescope.heads import UNCERTAIN
@@ -230,6 +230,19 @@ def guess_race_taxonomy(values: pd.Series) -> str:
 def map_race_labels(values: pd.Series, source: str, target: str) -> pd.Series:
     """Races of taxonomy `source` as `target` labels (None where `target` has no counterpart)."""
     return values.map(lambda v: v if v == UNCERTAIN else labels.map_race(v, source, target), na_action="ignore")
+
+
+def map_race_probabilities(table: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
+    """The p_race_* columns (labels of taxonomy `source`, as load_predictions names them) as `target`'s:
+    labels.coarse_probabilities, column by column. A row without race probabilities keeps none."""
+    columns = [c for c in table.columns if c.startswith("p_race_")]
+    if not columns:
+        return table
+    fine = {column.removeprefix("p_race_"): table[column].astype(float) for column in columns}
+    mapped = pd.DataFrame({f"p_race_{label}": p for label, p in labels.coarse_probabilities(fine, source, target).items()},
+                          index=table.index)
+    mapped[table[columns].isna().all(axis=1)] = np.nan
+    return pd.concat([table.drop(columns=columns), mapped], axis=1)
 
 
 def _missing(value) -> bool:
