@@ -204,3 +204,17 @@ def test_a_predictions_file_over_the_size_bound_is_refused(crafted, tmp_path, mo
     monkeypatch.setattr(audit_module, "MAX_PREDICTIONS_BYTES", 100)
     with pytest.raises(ValueError, match="over the limit"):
         audit_module.read_predictions(predictions)
+
+
+def test_a_json_document_on_one_long_line_is_read_whole_and_nothing_is_skipped(tmp_path, monkeypatch):
+    """DeepFace's analyze results as one JSON document: a single line longer than the line bound is
+    the document itself, read whole, not a line passed over."""
+    from facescope.evaluation import audit as audit_module
+
+    monkeypatch.setattr(audit_module, "MAX_LINE_BYTES", 1000)
+    document = tmp_path / "deepface.json"
+    document.write_text(json.dumps([{"img_path": f"photo{i}.jpg", "dominant_gender": "Woman", "age": 30,
+                                     "region": {"w": 10, "h": 10}} for i in range(50)]))
+    skipped = {}
+    table = audit_module.read_predictions(document, skipped)
+    assert len(table) == 50 and skipped == {}

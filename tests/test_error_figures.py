@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -329,3 +330,33 @@ def test_evaluate_records_every_option_in_its_command():
                                                   ("--update-bundle", False), ("--n-boot", 0), ("--name", ["a", "b"])])
     assert shlex.split(command) == ["facescope", "evaluate", "--model", "my bundle", "--data", "d", "--n-boot", "0",
                                     "--name", "a", "--name", "b"]
+
+
+def test_a_training_runs_split_manifest_leaves_out_its_photos_under_a_relative_data_path(tmp_path, monkeypatch):
+    """The run's splits.csv (absolute paths, data sets in different race taxonomies) against an audit whose
+    --data is a relative path: the photos the model trained on are still found and left out."""
+    from facescope.data import FaceRecord, load_dataset
+    from facescope.data.splits import write_split_manifest
+    from facescope.evaluation.audit import ColumnMap, audit
+
+    data = tmp_path / "utk"
+    data.mkdir()
+    names = [f"{20 + i}_{i % 2}_{i % 4}_2017010100{i:07d}.jpg" for i in range(40)]
+    for name in names:
+        (data / name).write_bytes(b"")
+    bundle, splits = _toy_bundle(tmp_path, data)
+    other = tmp_path / "fairface.jpg"
+    other.write_bytes(b"")
+    records = load_dataset(data).records
+    manifest = write_split_manifest(
+        [*records, FaceRecord(str(other), None, "20-29", "Male", "East Asian", "fairface7", other.name,
+                              dataset="fairface")], [*splits, "train"], tmp_path / "splits.csv")
+    predictions = tmp_path / "own.jsonl"
+    predictions.write_text("".join(json.dumps(_facescope_record(n, ("Female", "White", 30, 0.9), model="toy")) + "\n"
+                                   for n in names))
+    monkeypatch.chdir(tmp_path)
+    runs, context, _ = audit([("own", predictions, ColumnMap())], Path("utk"), n_boot=0, output=tmp_path / "r",
+                             model=bundle, training_splits=manifest)
+    test_photos = sorted(Path(r.source).name for r, s in zip(records, splits) if s == "test")
+    assert sorted(Path(s).name for s in runs[0].table["source"]) == test_photos
+    assert context["warnings"] and "trained on" in context["warnings"][0]

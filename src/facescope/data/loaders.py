@@ -33,7 +33,8 @@ _LFW_PATH = re.compile(r"^(?:.*/)?([^/]+)/\1_\d{4}\.jpg$")  # Labeled Faces in t
 LABELS_CSV = "labels.csv"
 FAIRFACE_CSVS = ("fairface_label_train.csv", "fairface_label_val.csv")
 FAIRFACE_COLUMNS = {"file", "age", "gender", "race"}
-UTK48_COLUMNS = {"age", "ethnicity", "gender", "img_name", "pixels"}
+UTK48_HEADER = "age,ethnicity,gender,img_name,pixels"  # the 48x48 CSV's header line, in its order
+UTK48_COLUMNS = set(UTK48_HEADER.split(","))
 
 
 class UnknownDatasetLayout(ValueError):
@@ -326,9 +327,6 @@ def face_rule(record: FaceRecord) -> str:
     where the caller has one)."""
     spec = FORMATS.get(record.dataset)
     return spec.face_rule if spec else "largest"
-
-
-UTK48_HEADER = "age,ethnicity,gender,img_name,pixels"
 
 
 def utk48_labelled(record: FaceRecord) -> bool:

@@ -49,13 +49,18 @@ def assign_splits(records: list[FaceRecord], val_fraction: float = 0.1, test_fra
     return assigned
 
 
+def manifest_path(source: str) -> str:
+    """A record's source as a split manifest lists it: absolute (a 48x48 CSV's row as it is)."""
+    return source if "#row=" in source else str(Path(source).resolve())
+
+
 def write_split_manifest(records: list[FaceRecord], splits: list[str], path: Path) -> Path:
     """A manifest CSV (path, age, age_bin, gender, race, race_taxonomy, partition, dataset, person, box)
     with absolute paths. `dataset` is the data set each record came from: a model trained from the
     manifest inherits those data sets' names and licences."""
     table = pd.DataFrame(
         {
-            "path": [r.source if "#row=" in r.source else str(Path(r.source).resolve()) for r in records],
+            "path": [manifest_path(r.source) for r in records],
             "age": [r.age_years if r.age_years is not None else "" for r in records],
             "age_bin": [r.age_bin or "" for r in records],
             "gender": [r.gender or "" for r in records],

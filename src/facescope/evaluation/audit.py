@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from facescope import labels
-from facescope.evaluation.tool_outputs import flatten, json_objects, map_race_probabilities
+from facescope.evaluation.tool_outputs import flatten, json_objects
 from facescope.evaluation.metrics import MIN_GROUP_SIZE, evaluate, map_truth_races
 from facescope.evaluation.uncertainty import N_BOOT, NO_FACE
 from facescope.heads import UNCERTAIN
@@ -127,13 +127,14 @@ def read_predictions(path: str | Path, skipped: dict[str, int] | None = None) ->
         raise ValueError(f"{path}: {path.stat().st_size:,} bytes, over the limit of {MAX_PREDICTIONS_BYTES:,} "
                          "for a predictions file; split it")
     skipped = {} if skipped is None else skipped
+    suffix = path.suffix.lower()
     try:
-        lines = _bounded_lines(path, skipped)
+        # A .json document is read whole, once; anything else line by line (a long line skipped, counted).
+        values = _json_document(path) if suffix == ".json" else None
+        lines = _bounded_lines(path, skipped) if values is None else []
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
-    suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
-        values = _json_document(path) if suffix == ".json" else None
         if values is None:  # JSON lines
             values = []
             for line in lines:
@@ -229,6 +230,19 @@ def guess_race_taxonomy(values: pd.Series) -> str:
 def map_race_labels(values: pd.Series, source: str, target: str) -> pd.Series:
     """Races of taxonomy `source` as `target` labels (None where `target` has no counterpart)."""
     return values.map(lambda v: v if v == UNCERTAIN else labels.map_race(v, source, target), na_action="ignore")
+
+
+def map_race_probabilities(table: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
+    """The p_race_* columns (labels of taxonomy `source`, as load_predictions names them) as `target`'s:
+    labels.coarse_probabilities, column by column. A row without race probabilities keeps none."""
+    columns = [c for c in table.columns if c.startswith("p_race_")]
+    if not columns:
+        return table
+    fine = {column.removeprefix("p_race_"): table[column].astype(float) for column in columns}
+    mapped = pd.DataFrame({f"p_race_{label}": p for label, p in labels.coarse_probabilities(fine, source, target).items()},
+                          index=table.index)
+    mapped[table[columns].isna().all(axis=1)] = np.nan
+    return pd.concat([table.drop(columns=columns), mapped], axis=1)
 
 
 def _missing(value) -> bool:

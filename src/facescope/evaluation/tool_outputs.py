@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from facescope import labels
-
 PATH_KEYS = ("path", "img_path", "image", "file", "filename", "source")
 INSIGHTFACE_KEYS = ("det_score", "kps", "bbox", "embedding", "landmark_2d_106")
 INSIGHTFACE_GENDER = {1: "Male", 0: "Female"}  # insightface's Face.gender (its `sex` is "M" where 1)
@@ -144,21 +142,3 @@ def _insightface(record: dict) -> dict:
 
 FLATTEN = {"facescope": _facescope, "deepface": _deepface, "insightface": _insightface}
 
-
-def map_race_probabilities(table: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
-    """The p_race_* columns of taxonomy `source` as `target`'s: each target label's probability the sum of
-    its source labels' (a source label without a counterpart leaves its share out)."""
-    columns = [c for c in table.columns if c.startswith("p_race_")]
-    if not columns:
-        return table
-    mapped = pd.DataFrame(0.0, index=table.index, columns=[f"p_race_{label}" for label in labels.taxonomy(target).labels])
-    for column in columns:
-        label = labels.taxonomy(source).labels[[_key(x) for x in labels.taxonomy(source).labels].index(_key(column[7:]))]
-        counterpart = labels.map_race(label, source, target)
-        if counterpart is not None:
-            mapped[f"p_race_{counterpart}"] += table[column].astype(float).fillna(0.0)
-    return pd.concat([table.drop(columns=columns), mapped], axis=1)
-
-
-def _key(text: str) -> str:
-    return " ".join(str(text).replace("_", " ").replace("-", " ").lower().split())

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from facescope.bundles import BundleInfo, read_bundle_info
 from facescope.bundles.registry import installed_models
-from facescope.data import FaceRecord, load_dataset
-from facescope.data.splits import assign_splits
+from facescope.data import FaceRecord
+from facescope.data.splits import assign_splits, manifest_path, read_split_manifest
 
 SEEN = ("train", "val")
 
@@ -40,8 +40,9 @@ def find_model(name: str, bundle: str | Path | None = None) -> BundleInfo:
 
 def seen_sources(info: BundleInfo, records: list[FaceRecord], manifest: str | Path | None = None) -> set[str]:
     """The sources of `records` that model `info` trained or validated on."""
-    if manifest is not None:
-        return {r.source for r in load_dataset(manifest, "manifest").records if r.partition in SEEN}
+    if manifest is not None:  # its paths are absolute (write_split_manifest); the audit's data may be relative
+        listed = {r.source for r in read_split_manifest(manifest).records if r.partition in SEEN}
+        return {r.source for r in records if manifest_path(r.source) in listed}
     trained = {d["name"]: d.get("splits", {}) for d in info.training_data.get("datasets", [])}
     split = info.training_data.get("split") or info.evaluation or {}
     seed, val, test = split.get("seed", 0) or 0, split.get("val_fraction", 0.1), split.get("test_fraction", 0.1)
