@@ -391,9 +391,9 @@ def test_the_confidence_control_withholds_answers_on_every_card(page, predictor:
 
 def test_a_fourth_output_is_on_every_card_and_in_the_csv(open_page, four_output_url: str, four_output_bundle,
                                                           two_faces):
-    """The page follows the model's outputs: a model with a fourth one (`race_fairface`) shows it on each
-    face's card, names its labels in the model card, and writes its two columns in the CSV, whose header
-    is the CLI's for the same model."""
+    """The page follows the model's outputs: a model with a fourth one (`race_fairface`) names it in the
+    tagline and the title, shows it on each face's card, names its labels in the model card, and writes
+    its two columns in the CSV, whose header is the CLI's for the same model."""
     from playwright.sync_api import expect
 
     from facescope import labels
@@ -403,6 +403,10 @@ def test_a_fourth_output_is_on_every_card_and_in_the_csv(open_page, four_output_
     details = page.locator("#model-details")
     expect(details).to_contain_text("race fairface labels (fairface7): " + ", ".join(
         label.replace("_", " ") for label in labels.FAIRFACE7.labels))
+    # The tagline and the title name what this model estimates, from its outputs.
+    expect(page.locator(".tagline")).to_have_text(
+        "Estimates of apparent age, gender, race and race fairface from the faces in a photo")
+    expect(page).to_have_title("facescope: estimates of apparent age, gender, race and race fairface")
     page.set_input_files("#file-input", str(two_faces))
     expect(page.locator("#status")).to_contain_text("Found 2 faces")
     with page.expect_download() as caught:

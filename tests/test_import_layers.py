@@ -103,3 +103,15 @@ def test_engines_and_the_server_import_nothing_from_the_command_line():
     for module in ("facescope.engines", "facescope.inference.local", "facescope.inference.video", "facescope.batch",
                    "facescope.serving.routers", "facescope.serving.app"):
         assert not any(imported.startswith("facescope.cli") for imported in GRAPH[module]), module
+
+
+def test_the_bundles_reach_nothing_above_them():
+    """Bundles sit low (the server, the CLI and the model card read them): what they state about detection
+    comes from the declared options (facescope.faces.options), not from the detector, and nothing of
+    inference, training, the server or the command line is imported."""
+    above = ("facescope.faces.detect", "facescope.faces.pipeline", "facescope.faces.crops", "facescope.inference",
+             "facescope.engines", "facescope.batch", "facescope.evaluation", "facescope.model",
+             "facescope.training", "facescope.serving", "facescope.cli")
+    reached = {module: sorted(imported for imported in imports if imported.startswith(above))
+               for module, imports in GRAPH.items() if module.startswith("facescope.bundles")}
+    assert {module: imported for module, imported in reached.items() if imported} == {}

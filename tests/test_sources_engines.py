@@ -116,8 +116,9 @@ def test_thresholds_travel_in_the_spec_to_where_the_photos_are_estimated(utkface
     from facescope.engines import PredictorSpec
     from facescope.heads import DEFAULT_THRESHOLDS, UNCERTAIN
 
-    assert PredictorSpec().answer_thresholds == DEFAULT_THRESHOLDS
-    assert PredictorSpec(thresholds={}).answer_thresholds == {}
+    heads = predictor.info.heads
+    assert PredictorSpec().answer_thresholds(heads) == DEFAULT_THRESHOLDS
+    assert PredictorSpec(thresholds=("none",)).answer_thresholds(heads) == {}
     photos = [str(p) for p in utkface_files[:3]]
     library = [json.loads(predictor.predict_image(p).model_dump_json()) for p in photos]
 
@@ -137,6 +138,29 @@ def test_thresholds_travel_in_the_spec_to_where_the_photos_are_estimated(utkface
                 assert face[head]["label"] == (alike[head]["label"] if top >= 1 else UNCERTAIN)
             withheld = max(alike["age"]["bin_probs"].values()) < DEFAULT_THRESHOLDS["age"]  # the default kept
             assert face["age"]["bin"] == (UNCERTAIN if withheld else alike["age"]["bin"])
+
+
+def test_a_threshold_is_checked_against_the_loaded_model_reading_model_json_once(utkface_files, bundle_dir,
+                                                                                   monkeypatch):
+    """--threshold names heads: they are checked against the model the engine loads, not against a
+    second reading of its model.json."""
+    from typer.testing import CliRunner
+
+    from facescope.bundles import BundleInfo
+    from facescope.cli import app
+
+    reads = []
+    parse = BundleInfo.from_json.__func__  # every reading of a model.json is parsed here
+
+    def counted(cls, text, source="model.json"):
+        reads.append(source)
+        return parse(cls, text, source)
+
+    monkeypatch.setattr(BundleInfo, "from_json", classmethod(counted))
+    outcome = CliRunner().invoke(app, ["predict", str(utkface_files[0]), "--model", str(bundle_dir),
+                                       "--threshold", "gender=0.7"])
+    assert outcome.exit_code == 0, outcome.output
+    assert reads == [str(bundle_dir / "model.json")]
 
 
 @pytest.mark.parametrize(("arguments", "words"), [

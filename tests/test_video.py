@@ -17,7 +17,7 @@ from facescope import labels
 from facescope.cli import app
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
 from facescope.inference.sources import is_live, is_video_source
-from facescope.inference.video import FaceLook, FrameSampler, TrackPool
+from facescope.inference.video import FaceLook, FrameReader, FrameSampler, TrackPool
 from tests.conftest import load_benchmark
 
 FPS, FRAMES, ENTERS = 10, 30, 10
@@ -300,10 +300,15 @@ def test_corrupt_frames_are_skipped_counted_and_exit_1(bundle_dir, tmp_path):
 
 
 def test_a_fifo_named_like_a_video_is_refused_not_waited_on(tmp_path, bundle_dir):
+    from facescope.faces import ImageReadError
+
     fifo = tmp_path / "camera.mp4"
     os.mkfifo(fifo)
     outcome = CliRunner().invoke(app, ["predict", str(fifo), "--model", str(bundle_dir)])
     assert outcome.exit_code == 1 and "named pipe" in outcome.stderr
+    # The reader opens its argument as sources.open_video says, so a caller of track_video is refused alike.
+    with pytest.raises(ImageReadError, match="named pipe"):
+        FrameReader(str(fifo), FrameSampler())
 
 
 def test_annotate_keeps_an_existing_video_unless_overwrite(clip, bundle_dir, tmp_path):

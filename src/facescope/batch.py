@@ -310,12 +310,16 @@ def run(source: Inputs, predictor: PredictorSpec, sink: ShardSink) -> int:
 
     if importlib.util.find_spec("ray") is None:  # not imported here: see private_local_ray
         raise ValueError("--engine ray needs Ray: pip install 'facescope[ray]'") from None
+    from facescope.bundles import read_bundle_info
+
     output, shard_format = sink.output, sink.format.value
+    # The driver loads no predictor, so thresholds asked for are checked against the heads model.json names.
+    thresholds = predictor.answer_thresholds(read_bundle_info(predictor.model).heads if predictor.thresholds else ())
     try:
         run = predict_to_shards(source.arguments, output, manifest=source.manifest, bundle=predictor.model,
                                 workers=predictor.workers, shard_format=shard_format, aligned=predictor.aligned,
                                 recursive=source.recursive, batch_size=predictor.batch_size,
-                                detection=predictor.detection, thresholds=predictor.answer_thresholds)
+                                detection=predictor.detection, thresholds=thresholds)
     except KeyboardInterrupt:
         completed_paths(output, shard_format)  # removes the shards left half-written
         typer.echo(f"interrupted: the complete shards are kept in {output}; the same command again predicts "

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from facescope.heads import Head, parse_thresholds
 from facescope.inference.sinks import OutputFormat, ShardSink, StreamSink
 from facescope.inference.sources import VIDEO_KINDS, Inputs, Kind, classify
 
@@ -32,17 +33,22 @@ class PredictorSpec:
     aligned: bool = False  # each image is one aligned face crop (no detection)
     detection: dict[str, Any] = field(default_factory=dict)  # options given (facescope.faces.options)
     workers: int = 1  # the Ray engine: network actors
-    # The confidence below which a head answers "uncertain" (facescope.heads.parse_thresholds), given to
-    # the predictor's prediction call wherever it runs; None: none asked for, so the defaults
-    # (DEFAULT_THRESHOLDS); {}: always answer. A video's tracks answer from every frame's probabilities pooled: its engine refuses any.
-    thresholds: dict[str, float] | None = None
+    # --threshold's items as given: the confidence below which a head answers "uncertain"
+    # (facescope.heads.parse_thresholds), given to the predictor's prediction call wherever it runs; None:
+    # none asked for, so the defaults (DEFAULT_THRESHOLDS); ("none",): always answer. A video's tracks
+    # answer from every frame's probabilities pooled: its engine refuses any.
+    thresholds: tuple[str, ...] | None = None
 
-    @property
-    def answer_thresholds(self) -> dict[str, float]:
-        """The thresholds each photo's answers are given under: those asked for, or the defaults."""
-        from facescope.heads import DEFAULT_THRESHOLDS
+    def answer_thresholds(self, heads: tuple[Head, ...]) -> dict[str, float]:
+        """The thresholds each photo's answers are given under: those asked for, or the defaults. Checked
+        against `heads`, those of the model the engine has loaded, so that its model.json is read once: an
+        item naming a head the model lacks is --threshold's usage error."""
+        import typer
 
-        return dict(DEFAULT_THRESHOLDS) if self.thresholds is None else dict(self.thresholds)
+        try:
+            return parse_thresholds(self.thresholds, heads)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--threshold") from None
 
     def make(self, **arguments: Any):
         from facescope.inference.predictor import Predictor

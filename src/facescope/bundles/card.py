@@ -16,6 +16,7 @@ from pathlib import Path
 from facescope import __version__, labels
 from facescope.document import Document, Section, Table, format_number
 from facescope.bundles import BundleInfo, resolve_bundle
+from facescope.faces.options import NMS_THRESHOLD, default
 from facescope.figures import GROUPING_NAMES, metric_name, show, show_difference, show_interval
 from facescope.heads import describe_thresholds
 
@@ -33,17 +34,6 @@ def _description(dataset) -> str:
 def _with_interval(key: str, value, interval) -> str:
     shown = show(key, value)
     return f"{shown} ({show_interval(key, *interval)})" if interval else shown
-
-
-def _detector_thresholds() -> tuple[str, str]:
-    """The detector's score cut-off and NMS overlap, read from its defaults (imported here only: it loads
-    OpenCV)."""
-    import inspect
-
-    from facescope.faces.detect import FaceDetector
-
-    parameters = inspect.signature(FaceDetector.__init__).parameters
-    return (format_number(parameters["score_threshold"].default), format_number(parameters["nms_threshold"].default))
 
 
 def _groups_table(rows: dict[str, dict], intervals: dict[str, dict]) -> Table:
@@ -187,7 +177,6 @@ def card_document(info: BundleInfo) -> Document:
         "gap: highest minus lowest group among groups of at least the minimum size; intervals are 95% "
         "bootstrap percentile intervals (fairlearn's MetricFrame definition), resampling faces.",
     ]])
-    score_cut_off, overlap = _detector_thresholds()
     thresholds = Section("Decision thresholds", [[
         "gender and race: the label of highest probability (arg-max), answered \"uncertain\" where that "
         "probability is under the confidence threshold (default "
@@ -197,7 +186,8 @@ def card_document(info: BundleInfo) -> Document:
         "Quantitative analyses.",
         "age: the expected value of the age distribution (years) and the arg-max age group.",
         f"face detection (photos): a face is reported when the detector's score is at least "
-        f"{score_cut_off} (non-maximum suppression at IoU {overlap}); faces below it are not estimated.",
+        f"{format_number(default('score_threshold'))} (non-maximum suppression at IoU "
+        f"{format_number(NMS_THRESHOLD)}); faces below it are not estimated.",
     ]])
     evaluated = [evaluation] + list(evaluation.get("other_datasets", {}).values()) if evaluation else []
     evaluation_data = Section("Evaluation data", [

@@ -19,7 +19,7 @@ import typer
 
 from facescope.cli.options import with_detection_options
 from facescope.engines import ENGINES, PredictorSpec, choose, load
-from facescope.heads import DEFAULT_THRESHOLDS
+from facescope.heads import DEFAULT_THRESHOLDS, parse_thresholds
 from facescope.inference.sinks import OutputFormat, ShardSink, StreamSink
 from facescope.inference.sources import Inputs
 
@@ -76,7 +76,7 @@ def predict_command(
     typer.echo(f"note: {NOTICE}", err=True)
     source = Inputs(tuple(paths or ()), manifest, recursive, every, fps, duration)
     sink = ShardSink(output, format) if output is not None else StreamSink(format, annotate, overwrite)
-    predictor = PredictorSpec(model, batch_size, aligned, detection, workers, _thresholds(threshold, model))
+    predictor = PredictorSpec(model, batch_size, aligned, detection, workers, _thresholds(threshold))
     try:
         name = choose(engine and engine.value, source, sink)
     except ValueError as error:
@@ -84,14 +84,14 @@ def predict_command(
     raise typer.Exit(load(name)(source, predictor, sink))
 
 
-def _thresholds(given: list[str] | None, model: str | None) -> dict[str, float] | None:
-    """--threshold's items over the defaults, checked against the model's heads; None when not given."""
+def _thresholds(given: list[str] | None) -> tuple[str, ...] | None:
+    """--threshold's items, their form and values checked now, before any model is loaded; None when not
+    given. Their heads are checked by the engine against the model it loads (PredictorSpec.answer_thresholds),
+    which reads model.json once."""
     if not given:
         return None
-    from facescope.bundles import read_bundle_info
-    from facescope.heads import parse_thresholds
-
     try:
-        return parse_thresholds(given, read_bundle_info(model).heads)
-    except ValueError as error:  # also a model that cannot be read
+        parse_thresholds(given)
+    except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--threshold") from None
+    return tuple(given)

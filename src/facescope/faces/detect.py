@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from facescope.faces.options import default
+from facescope.faces.options import NMS_THRESHOLD, default
 
 # facescope/__init__ keeps onnxruntime's telemetry from starting; if onnxruntime was imported before
 # facescope, this at least stops its events.
@@ -50,7 +50,7 @@ class FaceDetector:
         score_threshold: float = SCORE_THRESHOLD,
         min_face_size: int = MIN_FACE_SIZE,
         max_side: int = DETECTION_SIZE,
-        nms_threshold: float = 0.4,
+        nms_threshold: float = NMS_THRESHOLD,
         threads: int = 0,
     ):
         # Imported here: the module holds the 1.7 MB graph as bytes, needed only when detecting.

@@ -36,6 +36,10 @@ class DetectionOptions(BaseModel):
 
 
 DETECTION_OPTIONS = tuple(DetectionOptions.model_fields)
+# The overlap (IoU) above which non-maximum suppression keeps only the higher-scoring of two boxes: fixed,
+# not an option, and declared here beside the options so the model card can state it without loading
+# the detector.
+NMS_THRESHOLD = 0.4
 
 
 def default(name: str) -> Any:

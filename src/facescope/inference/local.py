@@ -46,6 +46,7 @@ def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
             typer.echo(f"error: {error}", err=True)
             return 2
     model = predictor.make()
+    thresholds = predictor.answer_thresholds(model.info.heads)
     sources, names, skipped = local_photos(source)
     try:
         writer = sink.open(model.info.heads)
@@ -55,7 +56,7 @@ def run(source: Inputs, predictor: PredictorSpec, sink: StreamSink) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, writer.on_signal) for s in (signal.SIGINT, *STOP_SIGNALS)} if main_thread else {}
     results = model.predict_images(sources, aligned=predictor.aligned, names=names,
-                                   thresholds=predictor.answer_thresholds)
+                                   thresholds=thresholds)
     progress = tqdm(zip(sources, results), total=len(sources), unit="img", desc="predicting", file=sys.stderr,
                     disable=len(sources) < 2)
     failed, internal, faces, annotated_names, kept = [], 0, 0, set(), 0

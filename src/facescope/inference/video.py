@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from facescope import labels
 from facescope.faces.align import align_face
 from facescope.inference.results import AgeEstimate, FaceResult, LabelEstimate
-from facescope.inference.sources import Inputs, Kind, classify, is_live, open_video
+from facescope.inference.sources import Inputs, is_live, open_video
 
 if TYPE_CHECKING:
     from facescope.engines import PredictorSpec
@@ -300,14 +300,15 @@ class FrameReader:
     """Decodes `source` in a background thread with OpenCV. A file gives every sampled frame in order (a
     few decoded ahead); a live source keeps only the newest sampled frame, so processing always works
     on the present instead of falling further behind (frames it had no time for are counted in
-    `dropped`)."""
+    `dropped`). A local file that is not a regular one is refused as `open_video` says, before the
+    decoder opens it."""
 
     def __init__(self, source: str, sampler: FrameSampler, live: bool | None = None):
         import cv2
 
         self.source = source
         self.live = is_live(source) if live is None else live
-        self._capture = cv2.VideoCapture(int(source) if classify(source) is Kind.CAMERA else source)
+        self._capture = cv2.VideoCapture(open_video(source))
         if not self._capture.isOpened():
             raise ValueError(f"{source}: cannot open this video, stream or camera")
         fps = self._capture.get(cv2.CAP_PROP_FPS)

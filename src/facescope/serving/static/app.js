@@ -341,14 +341,27 @@ function headTitle(headName, long = false) {
 // An age output (years and age group, or age group only) as opposed to a label output.
 const isAge = (head) => head.kind !== "label";
 
-// The outputs a face's card shows, as the model card lists them: ages first, then the labels, each in the
-// model's order (the order of the CSV columns and of the words on the annotated photo). Without the model
-// card, those the face itself holds.
-function shownHeads(face) {
-  const heads = modelCard?.heads ?? Object.entries(face)
-    .filter(([, value]) => value && typeof value === "object" && ("probs" in value || "bin_probs" in value))
-    .map(([headName, value]) => ({ name: headName, kind: "bin_probs" in value ? "age_years" : "label" }));
+// Ages first, then the labels, each in the model's order (the order of the CSV columns and of the words on
+// the annotated photo): how the cards and the page's tagline list the outputs.
+function cardOrder(heads) {
   return [...heads.filter(isAge), ...heads.filter((head) => !isAge(head))];
+}
+
+// The outputs a face's card shows, as the model card lists them. Without the model card, those the face
+// itself holds.
+function shownHeads(face) {
+  return cardOrder(modelCard?.heads ?? Object.entries(face)
+    .filter(([, value]) => value && typeof value === "object" && ("probs" in value || "bin_probs" in value))
+    .map(([headName, value]) => ({ name: headName, kind: "bin_probs" in value ? "age_years" : "label" })));
+}
+
+// The tagline and the title name what the loaded model estimates ("age, gender, race and race fairface"):
+// the page's own words, for the usual three, stand until the model card arrives.
+function showEstimatedOutputs(heads) {
+  const words = cardOrder(heads).map((head) => headTitle(head.name).toLowerCase());
+  const listed = words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words.at(-1)}` : words[0];
+  $("estimated-outputs").textContent = listed;
+  document.title = `facescope: estimates of apparent ${listed}`;
 }
 
 function estimateRow(title, value, note) {
@@ -534,6 +547,7 @@ async function loadModelCard() {
     return;
   }
   modelCard = card;
+  showEstimatedOutputs(card.heads);
   // The notice links to #figures-per-group.
   const body = [
     element("h3", {}, "Intended use"), element("p", {}, card.intended_use),
