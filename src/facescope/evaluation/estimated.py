@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from facescope import heads as head_names
-from facescope.evaluation.uncertainty import NO_FACE, WeightedFigures, percentile_interval, resample_weights
+from facescope.evaluation.uncertainty import NO_FACE, Bootstrap, percentile_interval
 
 # Most specific first: a face's figure comes from the first of these whose group has enough faces.
 ESTIMATED_GROUPINGS: dict[str, tuple[str, ...]] = {
@@ -48,15 +48,14 @@ def estimated_keys(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     return predicted.fillna("").astype(str).agg(" / ".join, axis=1).where(usable)
 
 
-def estimated_group_figures(table: pd.DataFrame, head_labels: dict[str, list[str]], race_taxonomy: str | None,
-                            min_faces: int, n_boot: int, seed: int, calibration_bins: int,
-                            within_years: float) -> dict:
+def estimated_group_figures(table: pd.DataFrame, bootstrap: Bootstrap, race_taxonomy: str | None,
+                            min_faces: int) -> dict:
     """{race_taxonomy, min_faces, groupings: {name: columns}, figures: {grouping: {group: {figure:
     {value, faces, interval}}}}} for every grouping of ESTIMATED_GROUPINGS the table has estimates for,
-    and the whole table (grouping "overall", group "all")."""
-    engine = WeightedFigures(table, head_labels, calibration_bins, within_years)
+    and the whole table (grouping "overall", group "all"), from the evaluation's `bootstrap`."""
+    engine, n_boot = bootstrap.engine, bootstrap.n_boot
     unit = np.ones((1, len(table)), dtype=np.float32)
-    weights = np.vstack([unit, resample_weights(table, n_boot, seed)]) if n_boot else unit
+    weights = np.vstack([unit, bootstrap.weights]) if n_boot else unit
     groupings = {name: columns for name, columns in ESTIMATED_GROUPINGS.items()
                  if all(f"pred_{c}" in table for c in columns)}
 

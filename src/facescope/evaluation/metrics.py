@@ -26,7 +26,7 @@ from facescope import labels
 from facescope.figures import WITHIN_YEARS
 from facescope.evaluation.estimated import coverage_table, estimated_group_figures
 from facescope.evaluation.uncertainty import (
-    N_BOOT, NO_FACE, WeightedFigures, percentile_interval, resample_weights, resampling_unit,
+    N_BOOT, NO_FACE, Bootstrap, percentile_interval, resampling_unit,
 )
 
 HEADS = ("gender", "race", "age_bin")  # the classification heads, named by their truth column
@@ -433,14 +433,18 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return _json(frame, orient="records")
 
 
-def bootstrap_replicates(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0,
+def table_bootstrap(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootstrap:
+    """The figures engine of every evaluated head of `table` and `n_boot` seeded resamples of its rows."""
+    return Bootstrap.of(table, {head: head_labels(table, head) for head in evaluated_heads(table)}, n_boot, seed,
+                        CALIBRATION_BINS, WITHIN_YEARS)
+
+
+def bootstrap_replicates(table: pd.DataFrame, bootstrap: Bootstrap,
                          groupings: dict[str, tuple[str, ...]] = GROUPINGS) -> dict:
     """{(grouping, group): {figure: (n_boot,) values over resamples}} for the whole table (OVERALL) and
-    every group of `groupings`; the same resamples for every group, so differences between groups (and
-    between tools audited on the same photos) are paired."""
-    weights = resample_weights(table, n_boot, seed)
-    engine = WeightedFigures(table, {head: head_labels(table, head) for head in evaluated_heads(table)},
-                             CALIBRATION_BINS, WITHIN_YEARS)
+    every group of `groupings`, from `bootstrap` (table_bootstrap's answer); the same resamples for every
+    group, so differences between groups (and between tools audited on the same photos) are paired."""
+    engine, weights = bootstrap.engine, bootstrap.weights
     replicates = {OVERALL: engine.figures(np.ones(len(table), dtype=bool), weights)}
     for grouping, columns in groupings.items():
         complete = table[list(columns)].notna().all(axis=1).to_numpy()
@@ -462,7 +466,7 @@ def gaps_within(table: pd.DataFrame, groupings: tuple[str, ...], min_group_size:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # as in evaluate
         by_group = metrics_by_group(table, chosen)
-        replicates = bootstrap_replicates(table, n_boot, seed, chosen) if n_boot else {}
+        replicates = bootstrap_replicates(table, table_bootstrap(table, n_boot, seed), chosen) if n_boot else {}
     return group_gaps(by_group, min_group_size, replicates)
 
 
@@ -487,8 +491,8 @@ class EvaluationResult:
     intervals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INTERVAL_COLUMNS))
     n_boot: int = 0
     resampling: str = "face"
-    replicates: dict = field(default_factory=dict, repr=False)
-    calibration_groups: pd.DataFrame = field(default_factory=pd.DataFrame)  # calibration_by_group's answer  # bootstrap_replicates' answer; not serialised
+    replicates: dict = field(default_factory=dict, repr=False)  # bootstrap_replicates' answer; not serialised
+    calibration_groups: pd.DataFrame = field(default_factory=pd.DataFrame)  # calibration_by_group's answer
     by_estimate: dict = field(default_factory=dict)  # estimated.estimated_group_figures' answer
     coverage: pd.DataFrame = field(default_factory=pd.DataFrame)  # estimated.coverage_table's answer
 
@@ -535,7 +539,8 @@ def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
         # on each call; its balanced accuracy is then that class's recall, which is what we want.
         warnings.simplefilter("ignore", UserWarning)
         by_group = metrics_by_group(table)
-        replicates = bootstrap_replicates(table, n_boot, seed) if n_boot else {}
+        bootstrap = table_bootstrap(table, n_boot, seed)
+        replicates = bootstrap_replicates(table, bootstrap) if n_boot else {}
         orders = {head: head_labels(table, head) for head in evaluated_heads(table)}
         return EvaluationResult(
             overall=overall_metrics(table),
@@ -552,7 +557,6 @@ def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
             resampling=resampling_unit(table),
             replicates=replicates,
             calibration_groups=calibration_by_group(table),
-            by_estimate=estimated_group_figures(table, orders, race_taxonomy_of(table), min_group_size, n_boot,
-                                                seed, CALIBRATION_BINS, WITHIN_YEARS),
+            by_estimate=estimated_group_figures(table, bootstrap, race_taxonomy_of(table), min_group_size),
             coverage=coverage_table(table, orders),
         )

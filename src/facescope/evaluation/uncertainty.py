@@ -12,6 +12,8 @@ the intervals against a hand computation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -137,6 +139,25 @@ class WeightedFigures:
         counts = {f"{head}_accuracy": int((mask & data["valid"]).sum()) for head, data in self.heads.items()}
         counts["age_mae"] = int((mask & self.age_valid).sum())
         return counts
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """One table's figures engine and its resamples, made once per evaluation: the figures by group and
+    the figures by estimated group are taken with the same ones, so their intervals are paired."""
+
+    engine: WeightedFigures
+    weights: np.ndarray  # (n_boot, rows): resample_weights' draw counts
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, head_labels: dict[str, list[str]], n_boot: int, seed: int,
+           calibration_bins: int, within_years: float) -> "Bootstrap":
+        return cls(WeightedFigures(table, head_labels, calibration_bins, within_years),
+                   resample_weights(table, n_boot, seed))
+
+    @property
+    def n_boot(self) -> int:
+        return len(self.weights)
 
 
 def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
