@@ -24,11 +24,10 @@ def test_weighted_figures_without_resampling_equal_the_metricframe_figures():
     unresampled = bootstrap_replicates(table, table_bootstrap(table, n_boot=0))
     assert set(unresampled) == {OVERALL, *by_group.index}
     from facescope.evaluation.metrics import (
-        CALIBRATION_BINS, WITHIN_YEARS, degenerate_metrics, evaluated_heads, head_labels,
+        CALIBRATION_BINS, WITHIN_YEARS, age_heads, degenerate_metrics, evaluated_heads, head_labels,
     )
-    from facescope.evaluation.uncertainty import WeightedFigures
 
-    engine = WeightedFigures(table, {h: head_labels(table, h) for h in evaluated_heads(table)},
+    engine = WeightedFigures(table, {h: head_labels(table, h) for h in evaluated_heads(table)}, age_heads(table),
                              CALIBRATION_BINS, WITHIN_YEARS)
     ones = np.ones((1, len(table)), dtype=np.float32)
     compared = 0
