@@ -5,7 +5,7 @@
 
 Reads a report's predictions.csv (no network run), times metrics.evaluate with n_boot=0 and with
 --n-boot resamples (the median of --repeats runs each), and the bootstrap alone
-(metrics.bootstrap_replicates). Prints one line a measurement.
+(metrics.table_bootstrap and bootstrap_replicates). Prints one line a measurement.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import warnings
 
 import pandas as pd
 
-from facescope.evaluation.metrics import bootstrap_replicates, evaluate
+from facescope.evaluation.metrics import bootstrap_replicates, evaluate, table_bootstrap
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -39,7 +39,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     without = median_seconds(lambda: evaluate(table, n_boot=0), args.repeats)
     with_intervals = median_seconds(lambda: evaluate(table, n_boot=args.n_boot), args.repeats)
-    alone = median_seconds(lambda: bootstrap_replicates(table, args.n_boot), args.repeats)
+    alone = median_seconds(lambda: bootstrap_replicates(table, table_bootstrap(table, args.n_boot)), args.repeats)
     print(f"{len(table)} faces, median of {args.repeats} runs")
     print(f"evaluate without intervals: {without:.2f} s")
     print(f"evaluate with {args.n_boot} resamples: {with_intervals:.2f} s")

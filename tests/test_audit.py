@@ -10,6 +10,7 @@ import re
 import pandas as pd
 import pytest
 
+from facescope import labels
 from facescope.evaluation.audit import (
     ColumnMap, guess_race_taxonomy, map_race_labels, normalise_gender, normalise_race,
 )
@@ -107,6 +108,22 @@ def test_two_estimators_side_by_side_with_paired_differences(crafted, tmp_path):
     html = (folder / "report.html").read_text()
     assert "all-women − tool" in html and "Estimators compared" in html
 
+
+@pytest.mark.parametrize("taxonomy", list(labels.TAXONOMIES))
+def test_each_declared_taxonomys_labels_are_guessed_as_a_taxonomy_holding_them(taxonomy):
+    """A tool answering every label of a taxonomy is read in it, or in a coarser one holding all its labels
+    (FairFace-4's labels are UTKFace's too: read as UTKFace's, which finer truths map onto)."""
+    answers = pd.Series([label.lower().replace("_", " ") for label in labels.TAXONOMIES[taxonomy].labels])
+    guessed = guess_race_taxonomy(answers)
+    assert guessed == {"fairface4": "utkface5"}.get(taxonomy, taxonomy)
+    assert set(labels.TAXONOMIES[taxonomy].labels) <= set(labels.TAXONOMIES[guessed].labels)
+
+
+def test_a_newly_declared_taxonomy_is_guessed_without_another_edit(monkeypatch):
+    toy = labels.Taxonomy("toy3", ("Blue", "Green", "Red"))
+    monkeypatch.setattr(labels, "TAXONOMIES", {**labels.TAXONOMIES, toy.name: toy})
+    assert guess_race_taxonomy(pd.Series(["blue", "Red", None])) == "toy3"
+    assert guess_race_taxonomy(pd.Series(["White", "Black"])) == "utkface5"
 
 def test_spellings_and_taxonomies_map_onto_the_schema():
     assert [normalise_gender(v) for v in ["man", "Woman", "F", "male", "FEMALE"]] == [

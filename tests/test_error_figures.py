@@ -299,6 +299,34 @@ def test_facescope_predictions_on_its_training_photos_are_caught(tmp_path):
         audit([("own", predictions, ColumnMap())], data, n_boot=0, output=tmp_path / "r4")
 
 
+def test_an_audit_of_several_files_of_one_model_splits_the_data_once(tmp_path, monkeypatch):
+    """Two files of the same model's predictions (as JSON lines and as CSV): the data set is split once,
+    and both are scored on the same photos, those the model never saw."""
+    from facescope.data import load_dataset
+    from facescope.evaluation import training_photos
+    from facescope.evaluation.audit import ColumnMap, audit
+
+    data = tmp_path / "utk"
+    data.mkdir()
+    names = [f"{20 + i}_{i % 2}_{i % 4}_2017010100{i:07d}.jpg" for i in range(60)]
+    for name in names:
+        (data / name).write_bytes(b"")
+    bundle, splits = _toy_bundle(tmp_path, data)
+    lines = tmp_path / "own.jsonl"
+    lines.write_text("".join(json.dumps(_facescope_record(n, ("Female", "White", 30, 0.9), model="toy")) + "\n"
+                             for n in names))
+    table = tmp_path / "own.csv"
+    pd.DataFrame({"path": names, "gender": "Male", "model": "toy"}).to_csv(table, index=False)
+    made = []
+    original = training_photos.assign_splits
+    monkeypatch.setattr(training_photos, "assign_splits", lambda *args: made.append(args) or original(*args))
+    runs, context, _ = audit([("jsonl", lines, ColumnMap()), ("csv", table, ColumnMap())], data, n_boot=0,
+                             output=tmp_path / "r", model=bundle)
+    assert len(made) == 1
+    test_photos = sorted(r.source for r, s in zip(load_dataset(data).records, splits) if s == "test")
+    assert [sorted(run.table["source"]) for run in runs] == [test_photos, test_photos]
+    assert len(context["warnings"]) == 1 and "8 photos it never saw" in context["warnings"][0]
+
 def test_an_audit_reports_command_reruns_to_the_same_figures(utk, tmp_path, monkeypatch):
     from facescope.cli import app
 

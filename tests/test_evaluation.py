@@ -286,3 +286,31 @@ def test_faces_without_a_race_label_count_overall_but_in_no_race_group():
     race_groups = result.by_group[result.by_group["grouping"] == "race"]
     assert set(race_groups["group"]) == {"White", "Black"} and race_groups["n"].sum() == 12
     assert {"White", "Black"} <= set(result.intervals[result.intervals["grouping"] == "race"]["group"])
+
+
+def test_outputs_are_scored_by_their_kind_so_a_fourth_and_a_second_age_head_need_no_code():
+    """A fourth label output (truth, prediction and probabilities under its own name) gets every label
+    figure, and a second age head (`<head>_bin`, `<head>_years`) the age groups' one-off accuracy and its
+    age error: overall, by group, with intervals, by estimated group and in the coverage table. The three
+    outputs' figures stay as they were."""
+    table = crafted_table()
+    three = evaluate(table, min_group_size=3, n_boot=50)
+    moods = ["calm", "tense"]
+    truth = table["gender"].map(dict(zip(labels.GENDERS, moods)))
+    predicted = table["pred_gender"].map(dict(zip(labels.GENDERS, moods)))
+    probabilities = pd.DataFrame([_probabilities("mood", mood, moods, 0.8) for mood in predicted], index=table.index)
+    five = evaluate(pd.concat([table.assign(
+        mood=truth, pred_mood=predicted,
+        apparent_age_years=table["age_years"], pred_apparent_age_years=table["pred_age_years"] + 1.0,
+        apparent_age_bin=table["age_bin"], pred_apparent_age_bin=table["pred_age_bin"],
+    ), probabilities], axis=1), min_group_size=3, n_boot=50)
+    assert {figure: five.overall[figure] for figure in three.overall} == three.overall
+    assert five.overall["mood_accuracy"] == pytest.approx(three.overall["gender_accuracy"])
+    assert {"mood_macro_f1", "mood_ece"} <= set(five.overall)
+    assert five.overall["apparent_age_bin_one_off_accuracy"] == three.overall["age_bin_one_off_accuracy"]
+    errors = (table["age_years"] - table["pred_age_years"] - 1.0).abs()
+    assert five.overall["apparent_age_mae"] == pytest.approx(errors.mean())
+    assert "mood_accuracy" in five.by_group and "apparent_age_mae" in five.by_group
+    assert {"mood_accuracy", "apparent_age_mae"} <= set(five.intervals["metric"])
+    assert {"mood_accuracy", "apparent_age_mae"} <= set(five.by_estimate["figures"]["overall"]["all"])
+    assert "mood" in set(five.coverage["head"]) and "mood" in five.confusion

@@ -144,8 +144,10 @@ def test_a_fourth_output_is_described_and_served(four_output_bundle, photo):
 
 
 def test_a_fourth_output_is_evaluated_beside_the_three(four_output_bundle, utkface_dir, tmp_path, monkeypatch):
-    """`facescope evaluate` on the four-output bundle: the three outputs are scored as ever, and the fourth's
-    probabilities are in the predictions it writes, under its own name."""
+    """`facescope evaluate` on the four-output bundle: the three outputs are scored as ever, and the fourth,
+    learning from the same races in FairFace's 7, is scored beside them in the data's UTKFace 5 (its coarse
+    view, as the race head is); its answers and probabilities are in the predictions it writes, under its own
+    name."""
     monkeypatch.setenv("FACESCOPE_CACHE", str(tmp_path / "cache"))
     outcome = CliRunner().invoke(app, ["evaluate", "--model", str(four_output_bundle), "--data", str(utkface_dir),
                                        "--split", "test", "--limit", "30", "--n-boot", "20",
@@ -154,5 +156,12 @@ def test_a_fourth_output_is_evaluated_beside_the_three(four_output_bundle, utkfa
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert {"gender_accuracy", "race_accuracy", "age_mae"} <= set(metrics["overall"])
     with open(tmp_path / "report" / "predictions.csv", newline="") as handle:
-        header = next(csv.reader(handle))
-    assert {f"p_race_fairface_{label}" for label in labels.FAIRFACE7.labels} <= set(header)
+        rows = list(csv.DictReader(handle))
+    # Scored as the race head is on coarser data: its probabilities summed into UTKFace's 5 races.
+    assert {f"p_race_fairface_{label}" for label in labels.UTKFACE5.labels} <= set(rows[0])
+    rows = [row for row in rows if row["race_fairface"]]
+    assert rows and {row["pred_race_fairface"] for row in rows} <= set(labels.UTKFACE5.labels)
+    assert [row["race_fairface"] for row in rows] == [row["race"] for row in rows]
+    right = sum(row["pred_race_fairface"] == row["race_fairface"] for row in rows) / len(rows)
+    assert metrics["overall"]["race_fairface_accuracy"] == pytest.approx(right)
+    assert "race_fairface" in {row["head"] for row in metrics["coverage"]}

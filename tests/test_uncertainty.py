@@ -10,22 +10,24 @@ from fairlearn.metrics import MetricFrame
 from scipy.stats import binom
 from sklearn.metrics import accuracy_score
 
-from facescope.evaluation.metrics import GROUPINGS, OVERALL, bootstrap_replicates, evaluate, metrics_by_group
-from facescope.evaluation.uncertainty import percentile_interval, resample_weights
+from facescope.evaluation.metrics import (
+    GROUPINGS, OVERALL, bootstrap_replicates, evaluate, metrics_by_group, table_bootstrap,
+)
+from facescope.evaluation.uncertainty import WeightedFigures, percentile_interval, resample_weights
 from tests.test_evaluation import crafted_table
 
 
 def test_weighted_figures_without_resampling_equal_the_metricframe_figures():
     table = crafted_table()
     by_group = metrics_by_group(table).set_index(["grouping", "group"])
-    unresampled = bootstrap_replicates(table, n_boot=0)  # no resample: only checks the keys below
+    # No resample: only checks the keys below.
+    unresampled = bootstrap_replicates(table, table_bootstrap(table, n_boot=0))
     assert set(unresampled) == {OVERALL, *by_group.index}
     from facescope.evaluation.metrics import (
-        CALIBRATION_BINS, WITHIN_YEARS, degenerate_metrics, evaluated_heads, head_labels,
+        CALIBRATION_BINS, WITHIN_YEARS, age_heads, degenerate_metrics, evaluated_heads, head_labels,
     )
-    from facescope.evaluation.uncertainty import WeightedFigures
 
-    engine = WeightedFigures(table, {h: head_labels(table, h) for h in evaluated_heads(table)},
+    engine = WeightedFigures(table, {h: head_labels(table, h) for h in evaluated_heads(table)}, age_heads(table),
                              CALIBRATION_BINS, WITHIN_YEARS)
     ones = np.ones((1, len(table)), dtype=np.float32)
     compared = 0
@@ -89,3 +91,21 @@ def test_people_are_resampled_whole():
     assert (weights[:, 0::2] == weights[:, 1::2]).all()  # both photos of a person drawn together
     assert (weights.sum(axis=1) == 12).all()
     assert evaluate(table, min_group_size=3, n_boot=50).resampling == "person"
+
+
+def test_one_evaluation_builds_one_figures_engine_for_its_groups_and_its_estimated_groups(monkeypatch):
+    """The figures by group and by estimated group are taken with the same engine and resamples: the
+    estimated overall interval of an accuracy is the overall interval of the figures by group."""
+    built = []
+    original = WeightedFigures.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(WeightedFigures, "__init__", counted)
+    result = evaluate(crafted_table(), min_group_size=3, n_boot=200, seed=4)
+    assert len(built) == 1
+    estimated = result.by_estimate["figures"]["overall"]["all"]["gender_accuracy"]
+    low, high = result.interval("gender_accuracy")
+    assert estimated["interval"] == [round(low, 4), round(high, 4)]

@@ -215,10 +215,19 @@ def normalise_race(value, taxonomy: str) -> str | None:
         raise ValueError(f"cannot read {shown(value)} as a {taxonomy} race; expected one of {choices}") from None
 
 
+def guess_order() -> list[str]:
+    """The declared race taxonomies (labels.TAXONOMIES) in the order a guess tries them: coarsest first,
+    the taxonomies the most others map onto (labels.RACE_MAPPINGS), since labels that fit a coarse
+    taxonomy and a finer one can be compared in the coarse one with either's truth; of two as coarse, the
+    one with more labels (FairFace-4's labels are all UTKFace's)."""
+    onto = {name: sum(target == name for _, target in labels.RACE_MAPPINGS) for name in labels.TAXONOMIES}
+    return sorted(labels.TAXONOMIES, key=lambda name: (-onto[name], -len(labels.TAXONOMIES[name].labels)))
+
+
 def guess_race_taxonomy(values: pd.Series) -> str:
-    """The first taxonomy (utkface5, fairface7, fairface4, deepface6) whose labels hold every value."""
+    """The first taxonomy of guess_order whose labels hold every value (case, spaces and underscores aside)."""
     seen = {_key(v) for v in values.dropna()} - {UNCERTAIN}
-    for name in ("utkface5", "fairface7", "fairface4", "deepface6"):
+    for name in guess_order():
         choices = labels.taxonomy(name).labels
         if seen <= {_key(label) for label in choices}:
             return name
@@ -464,8 +473,9 @@ def audit(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str |
         "estimators": ", ".join(run.name for run in runs), "ground_truth": str(data), "dataset": Path(data).name,
         "format": dataset.format, "data_taxonomy": dataset.taxonomy, "split": split, "split_made_by": how,
         "faces": len(common),
-        "command": audit_command(prediction_files, data, split, seed, val_fraction, test_fraction, min_group_size,
-                                 n_boot, output, model, training_splits),
+        "command": rerun_command(prediction_files, write_column_maps(prediction_files, Path(output) / "columns"),
+                                 data, split, seed, val_fraction, test_fraction, min_group_size, n_boot, output,
+                                 model, training_splits),
         "joins": notes, "warnings": warnings,
     }
     folder = write_runs_report(runs, Path(output), context)
@@ -478,14 +488,15 @@ def leave_out_training_photos(loaded: list[Predictions], records: list, all_reco
     """`records` without the photos that the facescope model behind any predictions file trained or
     validated on, and a warning for each file that had some. A split chosen on purpose (train, val)
     that holds such photos is refused: its figures would measure memory, not the model."""
-    from facescope.evaluation.training_photos import find_model, seen_sources
+    from facescope.evaluation.training_photos import TrainingSplits, find_model
 
+    splits = TrainingSplits(all_records, training_splits)
     warnings = []
     for predictions in loaded:
         if predictions.model is None:
             continue
         info = find_model(predictions.model, model)
-        seen = seen_sources(info, all_records, training_splits)
+        seen = splits.seen_sources(info)
         hit = sum(r.source in seen for r in records)
         if not hit:
             continue
@@ -498,23 +509,29 @@ def leave_out_training_photos(loaded: list[Predictions], records: list, all_reco
     return records, warnings
 
 
-def audit_command(prediction_files: list[tuple[str, str | Path, ColumnMap]], data: str | Path, split: str, seed: int,
-                  val_fraction: float, test_fraction: float, min_group_size: int, n_boot: int, output: str | Path,
-                  model: str | Path | None, training_splits: str | Path | None) -> str:
-    """The command that reruns an audit exactly. Each file's column map (options and YAML merged) is
-    written beside the report (columns/<n>.yaml) and named by --columns, so no option is lost."""
-    from facescope.evaluation.run import command_line
-
-    folder = Path(output) / "columns"
+def write_column_maps(prediction_files: list[tuple[str, str | Path, ColumnMap]], folder: Path) -> list[Path]:
+    """Each file's column map (options and YAML merged) as <folder>/<n>.yaml, in the files' order: the
+    report keeps them, so that its rerun command loses no option."""
     folder.mkdir(parents=True, exist_ok=True)
-    yamls = []
+    paths = []
     for number, (_, _, columns) in enumerate(prediction_files, start=1):
         values = {f.name: getattr(columns, f.name) for f in fields(columns) if getattr(columns, f.name)}
         path = folder / f"{number}.yaml"
         path.write_text(yaml.safe_dump(values, sort_keys=False) if values else "{}\n")
-        yamls.append(path)
+        paths.append(path)
+    return paths
+
+
+def rerun_command(prediction_files: list[tuple[str, str | Path, ColumnMap]], column_maps: list[Path],
+                  data: str | Path, split: str, seed: int, val_fraction: float, test_fraction: float,
+                  min_group_size: int, n_boot: int, output: str | Path, model: str | Path | None,
+                  training_splits: str | Path | None) -> str:
+    """The `facescope audit` command that reruns an audit exactly, each file's columns named by its
+    column map (write_column_maps' files)."""
+    from facescope.evaluation.run import command_line
+
     return command_line("facescope audit", [
         ("--predictions", [path for _, path, _ in prediction_files]), ("--name", [name for name, _, _ in prediction_files]),
-        ("--columns", yamls), ("--data", data), ("--split", split), ("--seed", seed), ("--val-fraction", val_fraction),
-        ("--test-fraction", test_fraction), ("--min-group-size", min_group_size), ("--n-boot", n_boot),
-        ("--output", output), ("--model", model), ("--training-splits", training_splits)])
+        ("--columns", column_maps), ("--data", data), ("--split", split), ("--seed", seed),
+        ("--val-fraction", val_fraction), ("--test-fraction", test_fraction), ("--min-group-size", min_group_size),
+        ("--n-boot", n_boot), ("--output", output), ("--model", model), ("--training-splits", training_splits)])

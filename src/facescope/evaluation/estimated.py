@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from facescope import heads as head_names
-from facescope.evaluation.uncertainty import NO_FACE, WeightedFigures, percentile_interval, resample_weights
+from facescope.evaluation.uncertainty import AGE_GROUP_SUFFIX, NO_FACE, Bootstrap, percentile_interval
 
 # Most specific first: a face's figure comes from the first of these whose group has enough faces.
 ESTIMATED_GROUPINGS: dict[str, tuple[str, ...]] = {
@@ -31,14 +31,16 @@ ESTIMATED_GROUPINGS: dict[str, tuple[str, ...]] = {
     "estimated gender": ("gender",),
 }
 OVERALL_GROUPING, OVERALL_GROUP = "overall", "all"
-# The figure beside each answer (by truth column): how often a label is right, how far an age is off.
-ANSWER_FIGURES = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae")
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 COVERAGE_GROUPINGS = ("race", "gender", "age_bin")  # true groups: who loses answers as the bar rises
 COVERAGE_COLUMNS = ["head", "threshold", "grouping", "group", "faces", "answered", "coverage",
                     "answered_accuracy", "accuracy"]
-# Truth column of a coverage head -> the interface head whose threshold applies (the age head's group).
-THRESHOLD_HEAD = {"gender": "gender", "race": "race", "age_bin": "age"}
+
+
+def threshold_head(column: str) -> str:
+    """The head whose confidence threshold applies to a scored label column: an age head's (`age`) to its
+    age group (`age_bin`), a label head's to its own."""
+    return column.removesuffix(AGE_GROUP_SUFFIX)
 
 
 def estimated_keys(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
@@ -48,22 +50,21 @@ def estimated_keys(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     return predicted.fillna("").astype(str).agg(" / ".join, axis=1).where(usable)
 
 
-def estimated_group_figures(table: pd.DataFrame, head_labels: dict[str, list[str]], race_taxonomy: str | None,
-                            min_faces: int, n_boot: int, seed: int, calibration_bins: int,
-                            within_years: float) -> dict:
+def estimated_group_figures(table: pd.DataFrame, bootstrap: Bootstrap, race_taxonomy: str | None,
+                            min_faces: int) -> dict:
     """{race_taxonomy, min_faces, groupings: {name: columns}, figures: {grouping: {group: {figure:
     {value, faces, interval}}}}} for every grouping of ESTIMATED_GROUPINGS the table has estimates for,
-    and the whole table (grouping "overall", group "all")."""
-    engine = WeightedFigures(table, head_labels, calibration_bins, within_years)
+    and the whole table (grouping "overall", group "all"), from the evaluation's `bootstrap`."""
+    engine, n_boot = bootstrap.engine, bootstrap.n_boot
     unit = np.ones((1, len(table)), dtype=np.float32)
-    weights = np.vstack([unit, resample_weights(table, n_boot, seed)]) if n_boot else unit
+    weights = np.vstack([unit, bootstrap.weights]) if n_boot else unit
     groupings = {name: columns for name, columns in ESTIMATED_GROUPINGS.items()
                  if all(f"pred_{c}" in table for c in columns)}
 
     def figures(mask: np.ndarray) -> dict:
         values, faces = engine.figures(mask, weights), engine.faces(mask)
         out = {}
-        for figure in ANSWER_FIGURES:
+        for figure in faces:  # the figure beside each answer: how often a label is right, how far an age is off
             if figure in values and np.isfinite(values[figure][0]):
                 low, high = percentile_interval(values[figure][1:]) if n_boot else (np.nan, np.nan)
                 out[figure] = {"value": round(float(values[figure][0]), 4), "faces": faces[figure],
@@ -86,7 +87,7 @@ def coverage_table(table: pd.DataFrame, head_labels: dict[str, list[str]],
     rows = []
     for head, order in head_labels.items():
         probabilities = [f"p_{head}_{label}" for label in order]
-        if head not in THRESHOLD_HEAD or not all(c in table for c in probabilities):
+        if not all(c in table for c in probabilities):
             continue
         scored = table[table[head].notna()]
         confidence = scored[probabilities].max(axis=1).fillna(0.0).to_numpy()
@@ -99,7 +100,7 @@ def coverage_table(table: pd.DataFrame, head_labels: dict[str, list[str]],
                 for group in pd.unique(keys.dropna()):
                     member = (keys == group).to_numpy()
                     n, kept = int(member.sum()), int((member & answered).sum())
-                    rows.append({"head": THRESHOLD_HEAD[head], "threshold": threshold, "grouping": grouping,
+                    rows.append({"head": threshold_head(head), "threshold": threshold, "grouping": grouping,
                                  "group": group, "faces": n, "answered": kept, "coverage": kept / n,
                                  "answered_accuracy": (correct[member & answered].mean() if kept else np.nan),
                                  "accuracy": correct[member].mean()})

@@ -26,10 +26,9 @@ from facescope import labels
 from facescope.figures import WITHIN_YEARS
 from facescope.evaluation.estimated import coverage_table, estimated_group_figures
 from facescope.evaluation.uncertainty import (
-    N_BOOT, NO_FACE, WeightedFigures, percentile_interval, resample_weights, resampling_unit,
+    AGE_GROUP_SUFFIX, AGE_YEARS_SUFFIX, N_BOOT, NO_FACE, Bootstrap, percentile_interval, resampling_unit,
 )
 
-HEADS = ("gender", "race", "age_bin")  # the classification heads, named by their truth column
 GROUPINGS: dict[str, tuple[str, ...]] = {
     "race": ("race",),
     "gender": ("gender",),
@@ -42,7 +41,6 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
 CALIBRATION_BINS = 15
 MIN_GROUP_SIZE = 30
 POSITIVE_GENDER = "Female"  # the positive label of the gender head's equalized odds
-STANDARDISED_METRICS = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae")
 GROUP_COLUMNS = ("grouping", "group", "race", "gender", "age_bin", "n")  # the labels and size of a group
 GAP_COLUMNS = ["grouping", "metric", "groups", "lowest_group", "lowest", "highest_group", "highest",
                "difference", "ratio", "difference_low", "difference_high"]
@@ -52,27 +50,33 @@ OVERALL = ("overall", "all")  # the (grouping, group) key of the whole table
 
 def head_labels(table: pd.DataFrame, head: str) -> list[str]:
     """A head's labels in the model's order, read from its probability columns; for a tool that gives
-    no probabilities, the schema's labels (genders, age bins, the race taxonomy holding every label)."""
+    no probabilities, the first of the schema's label sets (the race taxonomies, the genders, the age
+    groups) that holds every label its truth and answers use, whatever the head is named."""
     prefix = f"p_{head}_"
     found = [column.removeprefix(prefix) for column in table.columns if column.startswith(prefix)]
     if found:
         return found
-    if head == "gender":
-        return list(labels.GENDERS)
-    if head == "age_bin":
-        return list(labels.AGE_BIN_LABELS)
     truth = set(table[head].dropna())
     predicted = set(table[f"pred_{head}"].dropna()) - {NO_FACE} if f"pred_{head}" in table else set()
+    answers = [*labels.TAXONOMIES.values(), labels.GENDER, labels.Taxonomy("age groups", labels.AGE_BIN_LABELS)]
     for seen in (truth | predicted, truth):  # a predicted label outside the truth's taxonomy is just wrong
-        for taxonomy in labels.TAXONOMIES.values():
+        for taxonomy in answers:
             if seen <= set(taxonomy.labels):
                 return list(taxonomy.labels)
     return sorted(truth)
 
 
 def evaluated_heads(table: pd.DataFrame) -> list[str]:
-    """The heads with both truth and predictions in the table (a tool may predict only some)."""
-    return [head for head in HEADS if head in table and f"pred_{head}" in table and table[head].notna().any()]
+    """The answers scored as labels, by truth column: every column with truth and a `pred_<column>` beside
+    it (a tool may predict only some outputs, a model more than three), ages in years aside (age_heads)."""
+    return [column for column in table.columns if f"pred_{column}" in table
+            and not column.endswith(AGE_YEARS_SUFFIX) and table[column].notna().any()]
+
+
+def age_heads(table: pd.DataFrame) -> list[str]:
+    """The age heads scored in years (their `<head>_years` truth and prediction columns), by head name."""
+    return [column.removesuffix(AGE_YEARS_SUFFIX) for column in table.columns
+            if column.endswith(AGE_YEARS_SUFFIX) and f"pred_{column}" in table]
 
 
 def has_probabilities(table: pd.DataFrame, head: str) -> bool:
@@ -88,7 +92,7 @@ def degenerate_metrics(columns: tuple[str, ...]) -> set[str]:
     """Figures not computed within the groups of a grouping: a head whose truth the grouping fixes has a
     single true class in each group, so its balanced accuracy is its accuracy and its macro-F1 is
     meaningless (race macro-F1 within one race)."""
-    return {f"{head}_{metric}" for head in columns if head in HEADS for metric in ("balanced_accuracy", "macro_f1")}
+    return {f"{head}_{metric}" for head in columns for metric in ("balanced_accuracy", "macro_f1")}
 
 
 def top_confidence(table: pd.DataFrame, head: str) -> pd.Series:
@@ -149,7 +153,7 @@ def _metric_frames(table: pd.DataFrame, features: pd.Series | pd.DataFrame,
             "macro_f1": partial(f1_score, average="macro", zero_division=0.0),
             "ece": expected_calibration_error,
         }
-        if head == "age_bin":
+        if head.endswith(AGE_GROUP_SUFFIX):
             metrics["one_off_accuracy"] = one_off_accuracy
         metrics = {name: metric for name, metric in metrics.items() if f"{head}_{name}" not in skip}
         calibrated = has_probabilities(rows, head)
@@ -160,13 +164,15 @@ def _metric_frames(table: pd.DataFrame, features: pd.Series | pd.DataFrame,
             sensitive_features=features.loc[rows.index],
             sample_params={"ece": {"confidence": top_confidence(rows, head)}} if calibrated else None,
         )
-    rows = table[table["age_years"].notna() & table["pred_age_years"].notna()] if "pred_age_years" in table else []
-    if len(rows):
-        frames["age"] = MetricFrame(
-            metrics={"mae": mean_absolute_error, f"within_{WITHIN_YEARS}": within_years},
-            y_true=rows["age_years"].astype(float), y_pred=rows["pred_age_years"].astype(float),
-            sensitive_features=features.loc[rows.index],
-        )
+    for head in age_heads(table):
+        truth, predicted = f"{head}{AGE_YEARS_SUFFIX}", f"pred_{head}{AGE_YEARS_SUFFIX}"
+        rows = table[table[truth].notna() & table[predicted].notna()]
+        if len(rows):
+            frames[head] = MetricFrame(
+                metrics={"mae": mean_absolute_error, f"within_{WITHIN_YEARS}": within_years},
+                y_true=rows[truth].astype(float), y_pred=rows[predicted].astype(float),
+                sensitive_features=features.loc[rows.index],
+            )
     if "face_found" in table:
         frames["detection"] = MetricFrame(metrics={"missed_rate": missed_rate}, y_true=~table["face_found"].astype(bool),
                                           y_pred=~table["face_found"].astype(bool), sensitive_features=features)
@@ -263,8 +269,9 @@ def _row_scores(table: pd.DataFrame) -> pd.DataFrame:
     error; NaN where the row lacks the truth."""
     scores = {f"{head}_accuracy": (table[head] == table[f"pred_{head}"]).astype(float).where(table[head].notna())
               for head in evaluated_heads(table)}
-    if "pred_age_years" in table:
-        scores["age_mae"] = (table["age_years"].astype(float) - table["pred_age_years"].astype(float)).abs()
+    for head in age_heads(table):
+        years = f"{head}{AGE_YEARS_SUFFIX}"
+        scores[f"{head}_mae"] = (table[years].astype(float) - table[f"pred_{years}"].astype(float)).abs()
     return pd.DataFrame(scores, index=table.index)
 
 
@@ -291,7 +298,7 @@ def age_standardised(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE) 
     scores = _row_scores(rows)
     present = set(rows["race"])
     figures = []
-    for metric in [m for m in STANDARDISED_METRICS if m in scores]:
+    for metric in scores.columns:
         for race in [r for r in _label_rank(table)["race"] if r in present]:
             values = scores.loc[rows["race"] == race, metric].dropna()
             if values.empty:
@@ -433,14 +440,18 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return _json(frame, orient="records")
 
 
-def bootstrap_replicates(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0,
+def table_bootstrap(table: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> Bootstrap:
+    """The figures engine of every evaluated head of `table` and `n_boot` seeded resamples of its rows."""
+    return Bootstrap.of(table, {head: head_labels(table, head) for head in evaluated_heads(table)}, age_heads(table),
+                        n_boot, seed, CALIBRATION_BINS, WITHIN_YEARS)
+
+
+def bootstrap_replicates(table: pd.DataFrame, bootstrap: Bootstrap,
                          groupings: dict[str, tuple[str, ...]] = GROUPINGS) -> dict:
     """{(grouping, group): {figure: (n_boot,) values over resamples}} for the whole table (OVERALL) and
-    every group of `groupings`; the same resamples for every group, so differences between groups (and
-    between tools audited on the same photos) are paired."""
-    weights = resample_weights(table, n_boot, seed)
-    engine = WeightedFigures(table, {head: head_labels(table, head) for head in evaluated_heads(table)},
-                             CALIBRATION_BINS, WITHIN_YEARS)
+    every group of `groupings`, from `bootstrap` (table_bootstrap's answer); the same resamples for every
+    group, so differences between groups (and between tools audited on the same photos) are paired."""
+    engine, weights = bootstrap.engine, bootstrap.weights
     replicates = {OVERALL: engine.figures(np.ones(len(table), dtype=bool), weights)}
     for grouping, columns in groupings.items():
         complete = table[list(columns)].notna().all(axis=1).to_numpy()
@@ -462,7 +473,7 @@ def gaps_within(table: pd.DataFrame, groupings: tuple[str, ...], min_group_size:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # as in evaluate
         by_group = metrics_by_group(table, chosen)
-        replicates = bootstrap_replicates(table, n_boot, seed, chosen) if n_boot else {}
+        replicates = bootstrap_replicates(table, table_bootstrap(table, n_boot, seed), chosen) if n_boot else {}
     return group_gaps(by_group, min_group_size, replicates)
 
 
@@ -487,8 +498,8 @@ class EvaluationResult:
     intervals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INTERVAL_COLUMNS))
     n_boot: int = 0
     resampling: str = "face"
-    replicates: dict = field(default_factory=dict, repr=False)
-    calibration_groups: pd.DataFrame = field(default_factory=pd.DataFrame)  # calibration_by_group's answer  # bootstrap_replicates' answer; not serialised
+    replicates: dict = field(default_factory=dict, repr=False)  # bootstrap_replicates' answer; not serialised
+    calibration_groups: pd.DataFrame = field(default_factory=pd.DataFrame)  # calibration_by_group's answer
     by_estimate: dict = field(default_factory=dict)  # estimated.estimated_group_figures' answer
     coverage: pd.DataFrame = field(default_factory=pd.DataFrame)  # estimated.coverage_table's answer
 
@@ -535,7 +546,8 @@ def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
         # on each call; its balanced accuracy is then that class's recall, which is what we want.
         warnings.simplefilter("ignore", UserWarning)
         by_group = metrics_by_group(table)
-        replicates = bootstrap_replicates(table, n_boot, seed) if n_boot else {}
+        bootstrap = table_bootstrap(table, n_boot, seed)
+        replicates = bootstrap_replicates(table, bootstrap) if n_boot else {}
         orders = {head: head_labels(table, head) for head in evaluated_heads(table)}
         return EvaluationResult(
             overall=overall_metrics(table),
@@ -552,7 +564,6 @@ def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
             resampling=resampling_unit(table),
             replicates=replicates,
             calibration_groups=calibration_by_group(table),
-            by_estimate=estimated_group_figures(table, orders, race_taxonomy_of(table), min_group_size, n_boot,
-                                                seed, CALIBRATION_BINS, WITHIN_YEARS),
+            by_estimate=estimated_group_figures(table, bootstrap, race_taxonomy_of(table), min_group_size),
             coverage=coverage_table(table, orders),
         )

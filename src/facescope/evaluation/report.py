@@ -39,7 +39,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from facescope.document import Document, Image, Section, Table, format_number, spreadsheet_cell  # noqa: E402
 from facescope.heads import describe_thresholds  # noqa: E402
 from facescope.evaluation.metrics import (
-    CALIBRATION_BINS, OVERALL, POSITIVE_GENDER, STANDARDISED_METRICS, WITHIN_YEARS, EvaluationResult, metric_columns,
+    CALIBRATION_BINS, OVERALL, POSITIVE_GENDER, WITHIN_YEARS, EvaluationResult, metric_columns,
     standardised_figure,
 )
 from facescope.evaluation.uncertainty import percentile_interval
@@ -164,6 +164,12 @@ def _png(figure: Figure, name: str, alt: str) -> Image:
     return Image(name=name, png=buffer.getvalue(), alt=alt)
 
 
+def _head_name(head: str) -> str:
+    """A scored head as the report names it: the three outputs by figures.HEAD_NAMES, any further output
+    by its own name."""
+    return HEAD_NAMES.get(head, head)
+
+
 def _plot_confusion(matrix: pd.DataFrame, head: str, name: str) -> Image:
     figure = _new_figure(max(5.5, 2.2 + 0.85 * len(matrix.columns)), max(3.2, 1.8 + 0.55 * len(matrix.index)))
     axes = figure.add_subplot()
@@ -177,9 +183,9 @@ def _plot_confusion(matrix: pd.DataFrame, head: str, name: str) -> Image:
                   color="white" if value > 0.5 else "black")
     axes.set_xlabel("predicted", fontsize=11)
     axes.set_ylabel("true", fontsize=11)
-    figure.suptitle(f"{HEAD_NAMES[head].capitalize()}: how each true class is predicted", fontsize=12)
+    figure.suptitle(f"{_head_name(head).capitalize()}: how each true class is predicted", fontsize=12)
     figure.colorbar(image, ax=axes, shrink=0.8, label="share of the true class")
-    return _png(figure, name, f"Confusion matrix of the {HEAD_NAMES[head]} estimate")
+    return _png(figure, name, f"Confusion matrix of the {_head_name(head)} estimate")
 
 
 def _plot_reliability_panels(result: EvaluationResult, head: str, name: str) -> Image:
@@ -208,9 +214,9 @@ def _plot_reliability_panels(result: EvaluationResult, head: str, name: str) -> 
             axes.set_ylabel("accuracy", fontsize=10)
         if index >= len(panels) - columns:
             axes.set_xlabel("confidence", fontsize=10)
-    figure.suptitle(f"{HEAD_NAMES[head].capitalize()}: reliability (dots on the dashed line = calibrated)",
+    figure.suptitle(f"{_head_name(head).capitalize()}: reliability (dots on the dashed line = calibrated)",
                     fontsize=12)
-    return _png(figure, name, f"Reliability diagrams of the {HEAD_NAMES[head]} estimate, overall and per group")
+    return _png(figure, name, f"Reliability diagrams of the {_head_name(head)} estimate, overall and per group")
 
 
 def _ece(bins: pd.DataFrame) -> float:
@@ -328,7 +334,7 @@ def _gap_sentence(run: Run, gap: pd.Series) -> str:
 def _age_mix_share(run: Run, gap: pd.Series) -> str | None:
     """For a gap between races (or races x genders): the same gap with both groups given the whole set's
     age mix (direct age standardisation), and how much of the raw gap that removes."""
-    if gap["grouping"] not in AGE_MIX_GROUPINGS or gap["metric"] not in STANDARDISED_METRICS:
+    if gap["grouping"] not in AGE_MIX_GROUPINGS:
         return None
     standardised = (standardised_figure(run.table, gap["grouping"], gap["highest_group"], gap["metric"])
                     - standardised_figure(run.table, gap["grouping"], gap["lowest_group"], gap["metric"]))
@@ -642,7 +648,7 @@ def _coverage_section(result: EvaluationResult, heading: str) -> Section:
             rows.append([group if grouping == "overall" else f"{GROUPING_NAMES.get(grouping, grouping)}: {group}",
                          int(by_threshold["faces"].iloc[0]),
                          *[_kept(by_threshold.loc[t]) for t in thresholds]])
-        section.add(Section(HEAD_NAMES.get(head, head).capitalize(), [Table(
+        section.add(Section(_head_name(head).capitalize(), [Table(
             ["group", "faces", *[f"at {t:.0%}" for t in thresholds]], rows)]))
     return section
 
@@ -696,7 +702,7 @@ def _confusion_section(run: Run, prefix: str, heading: str) -> Section:
     section = Section(f"Confusion matrices{heading}", [])
     for head, matrix in run.result.confusion.items():
         rows = [[label, *[float(v) for v in values]] for label, values in zip(matrix.index, matrix.to_numpy())]
-        section.add(Section(HEAD_NAMES[head].capitalize(), [
+        section.add(Section(_head_name(head).capitalize(), [
             _plot_confusion(matrix, head, f"{prefix}confusion_{head}.png"),
             Table(["true \\ predicted", *map(str, matrix.columns)], [[r[0], *[round(v, 3) for v in r[1:]]]
                                                                       for r in rows],

@@ -20,7 +20,7 @@ from facescope.evaluation.report import write_report
 from facescope.evaluation.uncertainty import N_BOOT
 from facescope.inference.predictor import Predictor
 from facescope import labels
-from facescope.heads import DEFAULT_THRESHOLDS
+from facescope.heads import DEFAULT_THRESHOLDS, Head
 from facescope.inference.results import AgeEstimate, Estimates
 from facescope.bundles import read_bundle_info, resolve_bundle
 from facescope.bundles.card import write_model_card
@@ -98,6 +98,24 @@ def prediction_columns(estimates: list[Estimates], views: dict[str, tuple[str, s
     return pd.DataFrame(rows)
 
 
+def further_truth(truth: pd.DataFrame, heads: tuple[Head, ...], compared_in: dict[str, str],
+                  views: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """`truth` with a column of its own for each label head that learns from another head's field (a second
+    race output learns from `race`), so that metrics score it as any other: the field's labels, where
+    they are in the head's taxonomy (`compared_in`: each field's) or a coarser one, whose view of the
+    head's answers is added to `views`. A head whose answers cannot be compared with them is not scored."""
+    for head in heads:
+        field, name = head.learns_from, head.name
+        if head.is_age or field == name or field not in compared_in or field not in truth:
+            continue
+        if head.taxonomy != compared_in[field]:
+            if (head.taxonomy, compared_in[field]) not in labels.RACE_MAPPINGS:
+                continue
+            views[name] = (head.taxonomy, compared_in[field])
+        truth = truth.assign(**{name: truth[field]})
+    return truth
+
+
 def predictions_table(predictor: Predictor, records: list[FaceRecord],
                       taxonomy: str) -> tuple[pd.DataFrame, dict | None, int]:
     """(table, cross-taxonomy note or None, unreadable images) for records whose races are in `taxonomy`.
@@ -116,6 +134,9 @@ def predictions_table(predictor: Predictor, records: list[FaceRecord],
                               "mapped": "predictions"}
         else:
             truth, cross_taxonomy = map_truth_races(truth, taxonomy, model_taxonomy)
+    truth_mapped = cross_taxonomy is not None and cross_taxonomy.get("mapped") != "predictions"
+    compared_in = {"gender": labels.GENDER.name, "race": model_taxonomy if truth_mapped else taxonomy}
+    truth = further_truth(truth, predictor.info.heads, compared_in, views)
     crops, readable = build_crops([records[i] for i in truth.index], predictor.input_size,
                                   predictor.info.framing).only_found()
     if not len(readable):

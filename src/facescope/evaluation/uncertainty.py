@@ -12,10 +12,15 @@ the intervals against a hand computation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 N_BOOT = 1000
+# An age head's columns in a predictions table (run.prediction_columns): `<head>_bin`, its age group, and
+# `<head>_years`, its age in years, each with its prediction beside it (`pred_<column>`).
+AGE_GROUP_SUFFIX, AGE_YEARS_SUFFIX = "_bin", "_years"
 CI_QUANTILES = (0.025, 0.975)
 NO_FACE = "no face found"  # the prediction of a tool that found no face: wrong on every label
 
@@ -64,8 +69,8 @@ class WeightedFigures:
     """Every figure of metrics._metric_frames as weighted sums over a table's rows, for any weights:
     `figures(mask, weights)` gives each figure of the rows in `mask` under each row of `weights`."""
 
-    def __init__(self, table: pd.DataFrame, head_labels: dict[str, list[str]], calibration_bins: int,
-                 within_years: float):
+    def __init__(self, table: pd.DataFrame, head_labels: dict[str, list[str]], age_heads: list[str],
+                 calibration_bins: int, within_years: float):
         self.heads = {}
         for head, order in head_labels.items():
             valid = table[head].notna().to_numpy()
@@ -80,17 +85,16 @@ class WeightedFigures:
                 head_data["bin"] = np.digitize(confidence, edges[1:-1], right=True)
                 head_data["gap"] = head_data["correct"] - confidence  # accuracy minus confidence, per row
                 head_data["bins"] = calibration_bins
-            if head == "age_bin":
+            if head.endswith(AGE_GROUP_SUFFIX):  # age groups are ordered: the next one is nearly right
                 distance = np.abs(truth - predicted)
                 head_data["one_off"] = ((distance <= 1) & (predicted < len(order))).astype(np.float32)
             self.heads[head] = head_data
-        truth_years = table["age_years"].astype(float).to_numpy() if "age_years" in table else np.full(len(table), np.nan)
-        predicted_years = (table["pred_age_years"].astype(float).to_numpy() if "pred_age_years" in table
-                           else np.full(len(table), np.nan))
-        error = np.abs(truth_years - predicted_years)
-        self.age_valid = np.isfinite(error)
-        self.age_error = np.nan_to_num(error).astype(np.float32)
-        self.within = (self.age_error <= within_years).astype(np.float32)
+        self.ages = {}  # age head -> (rows with both ages, absolute error, within `within_years`)
+        for head in age_heads:
+            years = f"{head}{AGE_YEARS_SUFFIX}"
+            error = np.abs(table[years].astype(float).to_numpy() - table[f"pred_{years}"].astype(float).to_numpy())
+            absolute = np.nan_to_num(error).astype(np.float32)
+            self.ages[head] = (np.isfinite(error), absolute, (absolute <= within_years).astype(np.float32))
         self.within_name = f"within_{within_years:g}"
         self.missed = (table["face_found"] == False).to_numpy(np.float32) if "face_found" in table else None  # noqa: E712
 
@@ -120,12 +124,13 @@ class WeightedFigures:
                 out[f"{head}_ece"] = _ratio(np.abs(w @ (bins * data["gap"][rows][:, None])).sum(axis=1), total)
             if "one_off" in data:
                 out[f"{head}_one_off_accuracy"] = _ratio(w @ data["one_off"][rows], total)
-        rows = mask & self.age_valid
-        if rows.any():
-            w = weights[:, rows]
-            total = w.sum(axis=1)
-            out["age_mae"] = _ratio(w @ self.age_error[rows], total)
-            out[f"age_{self.within_name}"] = _ratio(w @ self.within[rows], total)
+        for head, (valid, error, within) in self.ages.items():
+            rows = mask & valid
+            if rows.any():
+                w = weights[:, rows]
+                total = w.sum(axis=1)
+                out[f"{head}_mae"] = _ratio(w @ error[rows], total)
+                out[f"{head}_{self.within_name}"] = _ratio(w @ within[rows], total)
         if self.missed is not None and mask.any():
             w = weights[:, mask]
             out["detection_missed_rate"] = _ratio(w @ self.missed[mask], w.sum(axis=1))
@@ -135,8 +140,27 @@ class WeightedFigures:
     def faces(self, mask: np.ndarray) -> dict[str, int]:
         """How many rows of `mask` each accuracy and age figure is taken over (those with its truth)."""
         counts = {f"{head}_accuracy": int((mask & data["valid"]).sum()) for head, data in self.heads.items()}
-        counts["age_mae"] = int((mask & self.age_valid).sum())
+        counts.update({f"{head}_mae": int((mask & valid).sum()) for head, (valid, _, _) in self.ages.items()})
         return counts
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """One table's figures engine and its resamples, made once per evaluation: the figures by group and
+    the figures by estimated group are taken with the same ones, so their intervals are paired."""
+
+    engine: WeightedFigures
+    weights: np.ndarray  # (n_boot, rows): resample_weights' draw counts
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, head_labels: dict[str, list[str]], age_heads: list[str], n_boot: int,
+           seed: int, calibration_bins: int, within_years: float) -> "Bootstrap":
+        return cls(WeightedFigures(table, head_labels, age_heads, calibration_bins, within_years),
+                   resample_weights(table, n_boot, seed))
+
+    @property
+    def n_boot(self) -> int:
+        return len(self.weights)
 
 
 def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
