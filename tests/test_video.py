@@ -89,11 +89,17 @@ def test_smoothed_estimates_match_the_still_crops(clip_run, crops, predictor, be
     for track_id, crop in zip((1, 2), crops):
         still = still_estimate(predictor, crop, bench.SIDE)
         track = tracks[track_id]
-        assert track["gender"]["label"] == still.gender.label
-        assert track["race"]["label"] == still.race.label
+        # Pooled and still probabilities agree; the labels too where the still answer is clear (a toddler's
+        # gender can sit near even odds, where a frame's compression noise may tip the arg-max).
+        for head in ("gender", "race"):
+            still_head = getattr(still, head)
+            assert track[head]["probs"] == pytest.approx(still_head.probs, abs=0.1)
+            if max(still_head.probs.values()) >= 0.6:
+                assert track[head]["label"] == still_head.label
         assert track["age"]["years"] == pytest.approx(still.age.years, abs=max(2.0, 0.15 * still.age.years))
-        # Stable: the per-frame expected ages of one face barely move, and the pool is a distribution.
-        assert track["age"]["years_frame_std"] < 2.0
+        # Stable: the per-frame expected ages of one face move far less than the model's own spread for it
+        # (a swapped id would move them by decades), and the pool is a distribution.
+        assert track["age"]["years_frame_std"] < 0.5 * track["age"]["years_std"]
         assert sum(track["race"]["probs"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
