@@ -251,6 +251,17 @@ def test_audit_of_facescope_deepface_and_insightface_output_equals_the_hand_mapp
     pd.testing.assert_frame_equal(_figures(got), _figures(expected))
 
 
+def _adult_utkface_folder(tmp_path, count):
+    """A UTKFace-named folder of `count` empty files, ages 20 upwards, genders and races alternating: the
+    audit reads labels from the names and the predictions, never the pixels."""
+    data = tmp_path / "utk"
+    data.mkdir()
+    names = [f"{20 + i}_{i % 2}_{i % 4}_2017010100{i:07d}.jpg" for i in range(count)]
+    for name in names:
+        (data / name).write_bytes(b"")
+    return data, names
+
+
 def _toy_bundle(tmp_path, data, name="toy", counts=None):
     """A bundle folder (model.json only: the audit reads what it trained on, never runs it) of a model
     trained on UTKFace split as training splits it (seed 0, 10% / 10%)."""
@@ -306,11 +317,7 @@ def test_an_audit_of_several_files_of_one_model_splits_the_data_once(tmp_path, m
     from facescope.evaluation import training_photos
     from facescope.evaluation.audit import ColumnMap, audit
 
-    data = tmp_path / "utk"
-    data.mkdir()
-    names = [f"{20 + i}_{i % 2}_{i % 4}_2017010100{i:07d}.jpg" for i in range(60)]
-    for name in names:
-        (data / name).write_bytes(b"")
+    data, names = _adult_utkface_folder(tmp_path, 60)
     bundle, splits = _toy_bundle(tmp_path, data)
     lines = tmp_path / "own.jsonl"
     lines.write_text("".join(json.dumps(_facescope_record(n, ("Female", "White", 30, 0.9), model="toy")) + "\n"
@@ -367,11 +374,7 @@ def test_a_training_runs_split_manifest_leaves_out_its_photos_under_a_relative_d
     from facescope.data.splits import write_split_manifest
     from facescope.evaluation.audit import ColumnMap, audit
 
-    data = tmp_path / "utk"
-    data.mkdir()
-    names = [f"{20 + i}_{i % 2}_{i % 4}_2017010100{i:07d}.jpg" for i in range(40)]
-    for name in names:
-        (data / name).write_bytes(b"")
+    data, names = _adult_utkface_folder(tmp_path, 40)
     bundle, splits = _toy_bundle(tmp_path, data)
     other = tmp_path / "fairface.jpg"
     other.write_bytes(b"")
