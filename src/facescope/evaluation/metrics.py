@@ -548,7 +548,6 @@ def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
         by_group = metrics_by_group(table)
         bootstrap = table_bootstrap(table, n_boot, seed)
         replicates = bootstrap_replicates(table, bootstrap) if n_boot else {}
-        orders = {head: head_labels(table, head) for head in evaluated_heads(table)}
         return EvaluationResult(
             overall=overall_metrics(table),
             by_group=by_group,
@@ -565,5 +564,5 @@ def evaluate(table: pd.DataFrame, min_group_size: int = MIN_GROUP_SIZE,
             replicates=replicates,
             calibration_groups=calibration_by_group(table),
             by_estimate=estimated_group_figures(table, bootstrap, race_taxonomy_of(table), min_group_size),
-            coverage=coverage_table(table, orders),
+            coverage=coverage_table(table, bootstrap.head_labels),
         )

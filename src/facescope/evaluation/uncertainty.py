@@ -151,12 +151,13 @@ class Bootstrap:
 
     engine: WeightedFigures
     weights: np.ndarray  # (n_boot, rows): resample_weights' draw counts
+    head_labels: dict[str, list[str]]  # each scored label head's labels in the model's order, as the engine has them
 
     @classmethod
     def of(cls, table: pd.DataFrame, head_labels: dict[str, list[str]], age_heads: list[str], n_boot: int,
            seed: int, calibration_bins: int, within_years: float) -> "Bootstrap":
         return cls(WeightedFigures(table, head_labels, age_heads, calibration_bins, within_years),
-                   resample_weights(table, n_boot, seed))
+                   resample_weights(table, n_boot, seed), head_labels)
 
     @property
     def n_boot(self) -> int:
