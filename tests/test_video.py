@@ -33,8 +33,9 @@ def bench():
 def crops(utkface_files):
     from facescope.faces import read_image
 
-    # A toddler and a young man: far apart in age, so a swapped id would show.
-    return [read_image(p) for p in (utkface_files[3], utkface_files[20])]
+    # A small child and a young man: far apart in age, so a swapped id would show; each with clear gender
+    # and race answers (top probability over 0.75), so that the pooled labels must be the still ones.
+    return [read_image(p) for p in (utkface_files[30], utkface_files[18])]
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +90,14 @@ def test_smoothed_estimates_match_the_still_crops(clip_run, crops, predictor, be
     for track_id, crop in zip((1, 2), crops):
         still = still_estimate(predictor, crop, bench.SIDE)
         track = tracks[track_id]
-        # Pooled and still probabilities agree; the labels too where the still answer is clear (a toddler's
-        # gender can sit near even odds, where a frame's compression noise may tip the arg-max).
-        for head in ("gender", "race"):
-            still_head = getattr(still, head)
-            assert track[head]["probs"] == pytest.approx(still_head.probs, abs=0.1)
-            if max(still_head.probs.values()) >= 0.6:
-                assert track[head]["label"] == still_head.label
+        assert track["gender"]["label"] == still.gender.label
+        assert track["race"]["label"] == still.race.label
+        for head in ("gender", "race"):  # and the pooled probabilities are the still ones, give or take
+            assert track[head]["probs"] == pytest.approx(getattr(still, head).probs, abs=0.1)
         assert track["age"]["years"] == pytest.approx(still.age.years, abs=max(2.0, 0.15 * still.age.years))
-        # Stable: the per-frame expected ages of one face move far less than the model's own spread for it
-        # (a swapped id would move them by decades), and the pool is a distribution.
+        # Stable: the per-frame expected ages of one face barely move, far less than the model's own spread
+        # for it (a swapped id would move them by decades), and the pool is a distribution.
+        assert track["age"]["years_frame_std"] < 2.0
         assert track["age"]["years_frame_std"] < 0.5 * track["age"]["years_std"]
         assert sum(track["race"]["probs"].values()) == pytest.approx(1.0, abs=1e-3)
 
